@@ -1,0 +1,181 @@
+"""The ``tracetables`` command line: ``serve``, ``db migrate``, ``db status``, ``sql``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .config import CollectorConfig, default_config_path, load_config
+from .errors import ConfigError
+
+logger = logging.getLogger("tracetables")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script; exits non-zero with a message on failure."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        raise SystemExit(2)
+    try:
+        code = args.func(args)
+    except ConfigError as exc:
+        print(f"tracetables: invalid config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracetables", description="OpenTelemetry spans into PostgreSQL tables.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="collector config (default: ./otel-config.yaml or the built-in one)")
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the collector until SIGTERM or SIGINT"))
+    serve.set_defaults(func=_serve)
+    db = sub.add_parser("db", help="database schema")
+    dbsub = db.add_subparsers(metavar="ACTION")
+    with_config(dbsub.add_parser("migrate", help="apply pending migrations")).set_defaults(func=_db_migrate)
+    with_config(dbsub.add_parser("status", help="show applied and pending migrations")).set_defaults(func=_db_status)
+    sqlp = with_config(sub.add_parser("sql", help="run a query (-c) or open psql on the configured database"))
+    sqlp.add_argument("-c", "--command", help="SQL to run; prints the rows")
+    sqlp.set_defaults(func=_sql)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> CollectorConfig:
+    return load_config(args.config or default_config_path())
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level={"warn": "WARNING"}.get(level.lower(), level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _setup_logging(config.service.telemetry.logs.level)
+    return asyncio.run(_run_service(config))
+
+
+async def _run_service(config: CollectorConfig) -> int:
+    from .service import Service
+
+    service = Service(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await service.start()
+    except Exception as exc:
+        logger.error("cannot start: %s", exc)
+        return 1
+    ports = ", ".join(f"{rid} on port {r.port}" for rid, r in service.receivers.items())
+    logger.info("tracetables is serving: %s", ports)
+    await stop.wait()
+    logger.info("shutting down: draining requests and batches")
+    await service.shutdown()
+    return 0
+
+
+@contextlib.contextmanager
+def _database(config: CollectorConfig) -> Iterator[str]:
+    """The DSN of the configured database, starting the embedded one for the duration."""
+    from tracetables.exporters.postgres.config import PostgresExporterConfig
+
+    pg = next((c for c in config.exporters.values() if isinstance(c, PostgresExporterConfig)), None)
+    if pg is None:
+        raise ConfigError("exporters: no postgres exporter is configured")
+    if pg.dsn:
+        yield pg.dsn
+        return
+    from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig, running_dsn
+
+    data_dir = Path(pg.embedded.data_dir)
+    dsn = running_dsn(data_dir)
+    if dsn is not None:  # a collector is serving from this data directory: share its server
+        yield dsn
+        return
+    with EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=data_dir)) as server:
+        yield server.dsn
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    from tracetables.exporters.postgres.schema import migrate
+
+    with _database(_load(args)) as dsn:
+        applied = migrate(dsn)
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")
+    if not applied:
+        print("schema is up to date")
+    return 0
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from tracetables.exporters.postgres.schema import applied_versions, available_migrations
+
+    with _database(_load(args)) as dsn, psycopg.connect(dsn) as conn:
+        done = applied_versions(conn)
+    pending = 0
+    for m in available_migrations():
+        state = "applied" if m.version in done else "pending"
+        pending += state == "pending"
+        print(f"{m.version:04d}_{m.name}  {state}")
+    return 1 if pending else 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import psycopg
+
+    with _database(_load(args)) as dsn:
+        if args.command is None:
+            psql = shutil.which("psql")
+            if psql is None:
+                print("tracetables: psql not found; use -c to run a query", file=sys.stderr)
+                return 1
+            return os.spawnv(os.P_WAIT, psql, [psql, dsn])
+        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+            try:
+                cur.execute(args.command.encode())
+            except psycopg.Error as exc:
+                print(f"tracetables: {exc}".rstrip(), file=sys.stderr)
+                return 1
+            if cur.description is None:
+                print(cur.statusmessage or "")
+                return 0
+            _print_table([d.name for d in cur.description], cur.fetchall())
+    return 0
+
+
+def _print_table(headers: list[str], rows: list[tuple[object, ...]]) -> None:
+    def cell(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bytes | memoryview):
+            return bytes(value).hex()
+        return str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for r in cells:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

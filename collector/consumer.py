@@ -1,0 +1,38 @@
+"""The one verb between stages: ``consume`` a batch, learn what was refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, TypeAlias
+
+from .batch import SpanBatch
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeResult:
+    """What became of a batch whose ``consume`` returned (so: it is durable).
+
+    Attributes:
+        rejected_spans: spans refused for good; the others are stored.
+        message: why, safe to send to a client.
+    """
+
+    rejected_spans: int = 0
+    message: str = ""
+
+
+class Consumer(Protocol):
+    """A stage that takes batches; the receiver's view of the pipeline."""
+
+    async def consume(self, batch: SpanBatch) -> ConsumeResult:
+        """Take a batch and return once it is durable.
+
+        The consumer owns the batch from the call on. Raises ``RetryableError``
+        (including ``OverloadedError``) or ``PermanentError``.
+        """
+        ...
+
+
+Processor: TypeAlias = Callable[[SpanBatch], SpanBatch]
+"""A pure step: takes ownership of a batch and returns it (changed or new). Never calls
+the next stage; the pipeline does."""

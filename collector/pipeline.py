@@ -1,0 +1,87 @@
+"""Pipelines: processors, then the batch processor, then a fan-out to exporters.
+
+Built from ``service.pipelines``. Started downstream first (exporters, then receivers) and
+stopped upstream first (receivers, then batchers, then exporters), so every stage drains
+into a live consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+from tracetables.exporters.base import Exporter, ExportResult
+
+from .batch import SpanBatch
+from .consumer import ConsumeResult, Processor
+from .processors.batch import BatchProcessor
+from .processors.config import BatchProcessorConfig
+
+
+class Pipeline:
+    """One ``traces`` pipeline; a :class:`Consumer` for its receivers."""
+
+    def __init__(
+        self,
+        name: str,
+        processors: Sequence[Processor],
+        batch: BatchProcessorConfig | None,
+        exporters: Sequence[Exporter],
+    ) -> None:
+        self.name = name
+        self._processors = list(processors)
+        self._exporters = list(exporters)
+        self._batcher = BatchProcessor(batch, self._export) if batch is not None else None
+
+    async def consume(self, batch: SpanBatch) -> ConsumeResult:
+        """Run the processors, then batch and export; returns when durable."""
+        for processor in self._processors:
+            batch = processor(batch)
+        if self._batcher is not None:
+            return await self._batcher.consume(batch)
+        result = await self._export(batch)
+        rejected = sum(result.rejected.values())
+        return ConsumeResult(rejected, result.reason if rejected else "")
+
+    async def _export(self, batch: SpanBatch) -> ExportResult:
+        if len(self._exporters) == 1:
+            return await self._exporters[0].export(batch)
+        results = await asyncio.gather(*(exporter.export(batch) for exporter in self._exporters))
+        combined = ExportResult()
+        for result in results:
+            for index, count in result.rejected.items():
+                combined.rejected[index] = max(count, combined.rejected.get(index, 0))
+            combined.reason = combined.reason or result.reason
+        return combined
+
+    async def shutdown(self) -> None:
+        """Export what the batch processor holds; safe to call twice."""
+        if self._batcher is not None:
+            await self._batcher.shutdown()
+
+
+class FanOut:
+    """Feeds one receiver's batches to several pipelines, each its own copy."""
+
+    def __init__(self, pipelines: Sequence[Pipeline]) -> None:
+        self._pipelines = list(pipelines)
+
+    async def consume(self, batch: SpanBatch) -> ConsumeResult:
+        """Consume in every pipeline; the result is the worst of theirs."""
+        if len(self._pipelines) == 1:
+            return await self._pipelines[0].consume(batch)
+        copies = [batch] + [_copy(batch) for _ in self._pipelines[1:]]
+        results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies)))
+        worst = max(results, key=lambda r: r.rejected_spans)
+        return worst
+
+
+def _copy(batch: SpanBatch) -> SpanBatch:
+    copies = []
+    for rs in batch.resource_spans:
+        dup = ResourceSpans()
+        dup.CopyFrom(rs)
+        copies.append(dup)
+    return SpanBatch(copies, batch.span_count)

@@ -1,0 +1,140 @@
+"""The ``batch`` processor: group requests into one export, acknowledge each on commit.
+
+Requests that arrive together share one transaction (a group commit): a request waits
+until its spans are in a committed batch, up to ``timeout`` for company first. The
+number of spans buffered or being written is bounded; past the bound new requests are
+refused at once with :class:`OverloadedError`, before any work is done for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from tracetables.exporters.base import ExportResult
+
+from ..batch import SpanBatch
+from ..consumer import ConsumeResult
+from ..errors import OverloadedError, PermanentError
+from .config import BatchProcessorConfig
+
+logger = logging.getLogger(__name__)
+
+ExportFn = Callable[[SpanBatch], Awaitable[ExportResult]]
+
+
+class BatchProcessor:
+    """Buffers batches and hands merged ones to ``export``.
+
+    Args:
+        config: sizes and timeout.
+        export: writes a merged batch; raises ``RetryableError`` / ``PermanentError``.
+    """
+
+    def __init__(self, config: BatchProcessorConfig, export: ExportFn) -> None:
+        self._config = config
+        self._export = export
+        self._pending: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]] = []
+        self._pending_spans = 0
+        self._queued_spans = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._overloaded = False
+
+    @property
+    def queued_spans(self) -> int:
+        """Spans accepted and not yet committed."""
+        return self._queued_spans
+
+    async def consume(self, batch: SpanBatch) -> ConsumeResult:
+        """Buffer a batch; return when it is committed. See :class:`Consumer`."""
+        size = batch.span_count
+        if size == 0:
+            return ConsumeResult()
+        if self._queued_spans and self._queued_spans + size > self._config.max_queued_spans:
+            if not self._overloaded:
+                self._overloaded = True
+                logger.warning("batch queue full (%d spans queued): refusing requests", self._queued_spans)
+            raise OverloadedError("the collector is busy: too many spans queued", retry_after=1.0)
+        if self._overloaded:
+            self._overloaded = False
+            logger.info("batch queue has room again")
+        future: asyncio.Future[ConsumeResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        self._pending_spans += size
+        self._queued_spans += size
+        if self._pending_spans >= self._config.send_batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._config.timeout.total_seconds(), self._flush)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._queued_spans -= size
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        limit = self._config.send_batch_max_size
+        while self._pending:
+            parts = self._take(limit)
+            task = asyncio.get_running_loop().create_task(self._send(parts))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self, limit: int) -> list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]]:
+        if not limit:
+            parts, self._pending = self._pending, []
+            self._pending_spans = 0
+            return parts
+        taken = 0
+        count = 0
+        for batch, _ in self._pending:
+            if count and taken + batch.span_count > limit:
+                break
+            taken += batch.span_count
+            count += 1
+        parts, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_spans -= taken
+        return parts
+
+    async def _send(self, parts: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]]) -> None:
+        merged = SpanBatch.merge([batch for batch, _ in parts])
+        try:
+            result = await self._export(merged)
+        except PermanentError as exc:
+            if len(parts) == 1:
+                _settle(parts[0][1], exc)
+                return
+            # One request's data must not sink the others sharing its transaction.
+            logger.warning("a merged batch of %d requests was refused; writing them one by one", len(parts))
+            await asyncio.gather(*(self._send([part]) for part in parts))
+            return
+        except Exception as exc:  # every failure must reach the waiting requests
+            for _, future in parts:
+                _settle(future, exc)
+            return
+        start = 0
+        for batch, future in parts:
+            end = start + len(batch.resource_spans)
+            rejected = sum(n for i, n in result.rejected.items() if start <= i < end)
+            _settle(future, ConsumeResult(rejected, result.reason if rejected else ""))
+            start = end
+
+    async def shutdown(self) -> None:
+        """Export what is buffered and wait for every export under way; safe twice."""
+        if self._pending:
+            self._flush()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _settle(future: asyncio.Future[ConsumeResult], outcome: ConsumeResult | BaseException) -> None:
+    if future.done():  # the request gave up waiting; its spans are written all the same
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

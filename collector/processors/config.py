@@ -1,0 +1,42 @@
+"""Config of the processors (``processors.*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProcessorConfig:
+    """``processors.batch``: how requests are grouped into one export (one transaction).
+
+    Every request waits for the commit of the batch that holds it, so ``timeout`` is
+    the longest a lone small request waits for company before it is written.
+    """
+
+    send_batch_size: int = 8192
+    """Spans that trigger an export at once."""
+    send_batch_max_size: int = 0
+    """Requests are not merged past this many spans; 0 means no bound. A single request
+    larger than it is exported alone, never split (its spans commit together)."""
+    timeout: timedelta = timedelta(milliseconds=200)
+    max_queued_spans: int = 200_000
+    """Spans buffered or being exported at once; more is refused with a retry hint."""
+
+    def validate(self, path: str) -> None:
+        if self.send_batch_size <= 0:
+            raise ConfigError(f"{path}.send_batch_size: must be > 0, got {self.send_batch_size}")
+        if self.send_batch_max_size < 0:
+            raise ConfigError(f"{path}.send_batch_max_size: must be >= 0, got {self.send_batch_max_size}")
+        if 0 < self.send_batch_max_size < self.send_batch_size:
+            raise ConfigError(
+                f"{path}.send_batch_max_size: must be >= send_batch_size ({self.send_batch_size}),"
+                f" got {self.send_batch_max_size}"
+            )
+        if self.max_queued_spans < self.send_batch_size:
+            raise ConfigError(
+                f"{path}.max_queued_spans: must be >= send_batch_size ({self.send_batch_size}),"
+                f" got {self.max_queued_spans}"
+            )

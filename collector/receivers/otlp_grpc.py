@@ -1,0 +1,82 @@
+"""OTLP/gRPC receiver: ``opentelemetry.proto.collector.trace.v1.TraceService/Export``."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.rpc import code_pb2
+
+from ..consumer import Consumer
+from ._decode import MalformedRequestError, check_request, decode_protobuf
+from ._status import classify, response_for, status_message
+from .config import MIB, GrpcConfig, SpanLimits
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+_GRPC_CODES = {
+    code_pb2.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    code_pb2.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    code_pb2.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    code_pb2.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+class OtlpGrpcReceiver:
+    """Serves OTLP/gRPC on ``config.endpoint``; gzip is handled by gRPC itself.
+
+    The request size limit is gRPC's ``max_receive_message_length``, which applies to
+    the message after decompression.
+    """
+
+    def __init__(self, config: GrpcConfig, limits: SpanLimits, consumer: Consumer) -> None:
+        self._config = config
+        self._limits = limits
+        self._consumer = consumer
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind and serve. Raises ``RuntimeError`` if the endpoint cannot be bound."""
+        size = self._config.max_recv_msg_size_mib * MIB
+        options = [("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)]
+        if self._config.max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", self._config.max_concurrent_streams))
+        server = grpc.aio.server(options=options)
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE,
+            {"Export": grpc.unary_unary_rpc_method_handler(self._export)},  # raw bytes in and out
+        )
+        server.add_generic_rpc_handlers((handler,))
+        self.port = server.add_insecure_port(self._config.endpoint)
+        if not self.port:
+            raise RuntimeError(f"cannot bind OTLP/gRPC to {self._config.endpoint}")
+        await server.start()
+        self._server = server
+        logger.info("OTLP/gRPC receiver listening on %s (port %d)", self._config.endpoint, self.port)
+
+    async def _export(self, body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        try:
+            decoded = check_request(decode_protobuf(body), self._limits)
+        except MalformedRequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            result = await self._consumer.consume(decoded.batch)
+        except Exception as exc:  # the pipeline's errors become gRPC statuses here, and only here
+            code, _, retry_after = classify(exc)
+            if code == code_pb2.INTERNAL:
+                logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
+            message = str(exc) or type(exc).__name__
+            status = status_message(code, message, retry_after)
+            await context.abort(
+                _GRPC_CODES[code], message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+            )
+        return response_for(result, decoded.rejected_spans, decoded.message).SerializeToString()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting calls; calls under way get ``grace`` seconds. Safe twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)

@@ -1,0 +1,125 @@
+"""The ``postgres`` exporter: batches → the ``spans`` table, durably, with bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from pathlib import Path
+
+from tracetables.collector.batch import SpanBatch
+from tracetables.collector.errors import PermanentError, RetryableError
+
+from ..base import ExportResult
+from .config import PostgresExporterConfig
+from .rows import build_rows
+from .schema import migrate
+from .writer import SpanWriter
+
+logger = logging.getLogger(__name__)
+
+
+class PostgresExporter:
+    """Writes each batch in one transaction over one of ``num_consumers`` connections.
+
+    With no DSN configured it starts the embedded PostgreSQL in ``embedded.data_dir``
+    and stops it at shutdown.
+    """
+
+    def __init__(self, config: PostgresExporterConfig) -> None:
+        self._config = config
+        self._dsn = config.dsn
+        self._embedded: object | None = None
+        self._idle: asyncio.Queue[SpanWriter] = asyncio.Queue()
+        self._writers: list[SpanWriter] = []
+        self._closing = asyncio.Event()
+        self._unhealthy_since: float | None = None
+        self.spans_written = 0
+
+    @property
+    def dsn(self) -> str:
+        """The DSN in use (the embedded server's once started)."""
+        return self._dsn
+
+    async def start(self) -> None:
+        """Start the embedded server if needed and apply migrations.
+
+        Raises:
+            RetryableError: the database cannot be reached to migrate it.
+        """
+        if not self._dsn:
+            from .embedded import EmbeddedPostgres, EmbeddedPostgresConfig
+
+            embedded = EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=Path(self._config.embedded.data_dir)))
+            self._dsn = await asyncio.to_thread(embedded.start)
+            self._embedded = embedded
+        if self._config.migrate_on_start:
+            try:
+                await asyncio.to_thread(migrate, self._dsn)
+            except Exception as exc:  # psycopg.Error and OSError, surfaced at start-up
+                raise RetryableError(f"cannot migrate the database: {type(exc).__name__}: {exc}") from exc
+        timeout = self._config.connect_timeout.total_seconds()
+        for _ in range(self._config.sending_queue.num_consumers):
+            writer = SpanWriter(self._dsn, timeout)
+            self._writers.append(writer)
+            self._idle.put_nowait(writer)
+
+    async def export(self, batch: SpanBatch) -> ExportResult:
+        """Store a batch; returns once committed. See :class:`Exporter`."""
+        rowset = build_rows(batch.resource_spans)
+        result = ExportResult(rowset.rejected, rowset.reason)
+        if rowset.rejected:
+            logger.warning("refused %d spans: %s", sum(rowset.rejected.values()), rowset.reason)
+        if not rowset.rows:
+            return result
+        writer = await self._idle.get()
+        try:
+            self.spans_written += await self._write_with_retry(writer, rowset.rows)
+        finally:
+            self._idle.put_nowait(writer)
+        return result
+
+    async def _write_with_retry(self, writer: SpanWriter, rows: list[tuple[object, ...]]) -> int:
+        retry = self._config.retry_on_failure
+        deadline = time.monotonic() + retry.max_elapsed_time.total_seconds()
+        interval = retry.initial_interval.total_seconds()
+        while True:
+            try:
+                written = await writer.write(rows)
+            except PermanentError:
+                raise
+            except RetryableError as exc:
+                self._mark_unhealthy(str(exc))
+                now = time.monotonic()
+                if not retry.enabled or self._closing.is_set() or now >= deadline:
+                    raise
+                delay = min(interval * random.uniform(0.5, 1.5), deadline - now)
+                interval = min(interval * 2, retry.max_interval.total_seconds())
+                try:
+                    await asyncio.wait_for(self._closing.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+                continue
+            self._mark_healthy()
+            return written
+
+    def _mark_unhealthy(self, reason: str) -> None:
+        if self._unhealthy_since is None:
+            self._unhealthy_since = time.monotonic()
+            logger.error("database unreachable: %s; retrying", reason)
+
+    def _mark_healthy(self) -> None:
+        if self._unhealthy_since is not None:
+            logger.info("database reachable again after %.1f s", time.monotonic() - self._unhealthy_since)
+            self._unhealthy_since = None
+
+    async def shutdown(self) -> None:
+        """Close connections and stop the embedded server; safe to call twice."""
+        self._closing.set()
+        for writer in self._writers:
+            await writer.close()
+        self._writers.clear()
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)  # type: ignore[attr-defined]

@@ -1,0 +1,177 @@
+"""OTLP spans → rows of the ``spans`` table, ready for COPY.
+
+This is the exporter's hot path: one tuple per span, built with as little Python work
+as the format allows. Resource and scope JSON are encoded once per group, not per span.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+
+from ._anyvalue import attributes_to_json
+
+# Column order of the staging table; JSON columns are sent as text and cast once in SQL.
+COLUMNS: tuple[str, ...] = (
+    "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "kind",
+    "start_time_unix_nano", "end_time_unix_nano", "status_code", "status_message",
+    "attributes", "dropped_attributes_count", "events", "dropped_events_count",
+    "links", "dropped_links_count", "service_name",
+    "resource_attributes", "resource_dropped_attributes_count", "resource_schema_url",
+    "scope_name", "scope_version", "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url",
+)  # fmt: skip
+JSON_COLUMNS = frozenset({"attributes", "events", "links", "resource_attributes", "scope_attributes"})
+COPY_TYPES: tuple[str, ...] = tuple(
+    "text" if c in JSON_COLUMNS else t
+    for c, t in zip(
+        COLUMNS,
+        (
+            "bytea", "bytea", "bytea", "text", "int8", "text", "int4",
+            "int8", "int8", "int4", "text",
+            "text", "int8", "text", "int8",
+            "text", "int8", "text",
+            "text", "int8", "text",
+            "text", "text", "text", "int8", "text",
+        ),
+    )
+)  # fmt: skip
+
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+# JSON text holds an escaped NUL as \u0000 unless the backslash is itself escaped.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class RowSet:
+    """Rows for one batch, and what could not be stored.
+
+    Attributes:
+        rows: one tuple per storable span, in :data:`COLUMNS` order.
+        rejected: per ``ResourceSpans`` index, how many of its spans were refused.
+        reason: why the first refused span was refused (no values, only the cause).
+    """
+
+    rows: list[Row] = field(default_factory=list)
+    rejected: dict[int, int] = field(default_factory=dict)
+    reason: str = ""
+
+
+def to_signed64(value: int) -> int:
+    """uint64 → int64 (two's complement), so every OTLP fixed64 fits a ``bigint``."""
+    return value - _U64 if value > _I64_MAX else value
+
+
+def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
+    """Turn spans into rows; spans PostgreSQL cannot hold (NUL characters) are refused."""
+    out = RowSet()
+    rows = out.rows
+    dumps = _dumps
+    for index, rs in enumerate(resource_spans):
+        resource = rs.resource
+        res_attrs = attributes_to_json(resource.attributes)
+        service = res_attrs.get("service.name")
+        service_name = service if isinstance(service, str) else None
+        res_json = dumps(res_attrs)
+        res_dropped = resource.dropped_attributes_count
+        res_url = rs.schema_url
+        group_ok = _text_ok(res_url) and _json_ok(res_json)
+        for ss in rs.scope_spans:
+            scope = ss.scope
+            scope_json = dumps(attributes_to_json(scope.attributes))
+            scope_ok = group_ok and _text_ok(scope.name + scope.version + ss.schema_url) and _json_ok(scope_json)
+            for span in ss.spans:
+                attrs = dumps(attributes_to_json(span.attributes))
+                events = dumps(_events(span.events)) if span.events else "[]"
+                links = dumps(_links(span.links)) if span.links else "[]"
+                status = span.status
+                name = span.name
+                trace_state = span.trace_state
+                if not (
+                    scope_ok
+                    and _text_ok(name + trace_state + status.message)
+                    and _json_ok(attrs)
+                    and _json_ok(events)
+                    and _json_ok(links)
+                ):
+                    out.rejected[index] = out.rejected.get(index, 0) + 1
+                    out.reason = out.reason or "a string holds a NUL character, which PostgreSQL text cannot store"
+                    continue
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                rows.append(
+                    (
+                        span.trace_id,
+                        span.span_id,
+                        span.parent_span_id or None,
+                        trace_state,
+                        span.flags,
+                        name,
+                        span.kind,
+                        start - _U64 if start > _I64_MAX else start,
+                        end - _U64 if end > _I64_MAX else end,
+                        status.code,
+                        status.message,
+                        attrs,
+                        span.dropped_attributes_count,
+                        events,
+                        span.dropped_events_count,
+                        links,
+                        span.dropped_links_count,
+                        service_name,
+                        res_json,
+                        res_dropped,
+                        res_url,
+                        scope.name,
+                        scope.version,
+                        scope_json,
+                        scope.dropped_attributes_count,
+                        ss.schema_url,
+                    )
+                )
+    return out
+
+
+def _events(events: Iterable[Any]) -> list[dict[str, Any]]:
+    out = []
+    for event in events:
+        item: dict[str, Any] = {"time_unix_nano": event.time_unix_nano, "name": event.name}
+        if event.attributes:
+            item["attributes"] = attributes_to_json(event.attributes)
+        if event.dropped_attributes_count:
+            item["dropped_attributes_count"] = event.dropped_attributes_count
+        out.append(item)
+    return out
+
+
+def _links(links: Iterable[Any]) -> list[dict[str, Any]]:
+    out = []
+    for link in links:
+        item: dict[str, Any] = {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()}
+        if link.trace_state:
+            item["trace_state"] = link.trace_state
+        if link.attributes:
+            item["attributes"] = attributes_to_json(link.attributes)
+        if link.dropped_attributes_count:
+            item["dropped_attributes_count"] = link.dropped_attributes_count
+        if link.flags:
+            item["flags"] = link.flags
+        out.append(item)
+    return out
+
+
+def _text_ok(text: str) -> bool:
+    return "\x00" not in text
+
+
+def _json_ok(text: str) -> bool:
+    # Fast path: one C-level scan; the regex only runs when the text could hold a NUL.
+    return "\\u0000" not in text or _JSON_NUL.search(text) is None

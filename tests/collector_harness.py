@@ -1,0 +1,94 @@
+"""Running a real collector in a background thread, for tests and tools."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracetables.collector.config import CollectorConfig, parse_config
+from tracetables.collector.service import Service
+
+BASE_CONFIG = """
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:0"}
+      http: {endpoint: "127.0.0.1:0"}
+processors:
+  batch: {timeout: 20ms}
+exporters:
+  postgres:
+    dsn: ${env:DSN}
+    retry_on_failure: {max_elapsed_time: 1s, initial_interval: 50ms, max_interval: 200ms}
+service:
+  pipelines:
+    traces: {receivers: [otlp], processors: [batch], exporters: [postgres]}
+"""
+
+
+@dataclass
+class RunningCollector:
+    """A started :class:`Service` and the loop thread it runs on."""
+
+    service: Service
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    stopped: bool = field(default=False)
+
+    @property
+    def grpc_port(self) -> int:
+        return self.service.receivers["otlp/grpc"].port
+
+    @property
+    def http_port(self) -> int:
+        return self.service.receivers["otlp/http"].port
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/v1/traces"
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the collector's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            self.call(self.service.shutdown(grace=2.0))
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.loop.close()
+
+
+def start_collector(dsn: str, config_text: str = BASE_CONFIG, env: Mapping[str, str] | None = None) -> RunningCollector:
+    """Start a collector from config text (``${env:DSN}`` is the database) and return it."""
+    config: CollectorConfig = parse_config(config_text, {"DSN": dsn, **(env or {})})
+    loop = asyncio.new_event_loop()
+    ready: Future[None] = Future()
+    service = Service(config)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            await service.start()
+
+        try:
+            loop.run_until_complete(boot())
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="collector", daemon=True)
+    thread.start()
+    ready.result(timeout=60)
+    return RunningCollector(service, loop, thread)
