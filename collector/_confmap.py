@@ -57,9 +57,12 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
     expanded = _ENV_REF.sub(replace, value)
     if whole is not None and whole.group(1) is not None and expanded != "":
         try:
-            return yaml.safe_load(expanded)
+            parsed = yaml.safe_load(expanded)
         except yaml.YAMLError:
             return expanded
+        # only to type numbers, booleans and the like: a string stays verbatim (YAML would
+        # cut it at " #" or strip its quotes, e.g. in a DSN's password)
+        return expanded if isinstance(parsed, str) else parsed
     return expanded
 
 
@@ -114,6 +117,8 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
+            if dataclasses.is_dataclass(args[0]):  # `grpc:` with nothing under it: on, with defaults
+                return build(args[0], None, path)
             return None
         return convert(args[0], value, path)
     if tp is Any:

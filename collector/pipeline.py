@@ -56,6 +56,11 @@ class Pipeline:
             combined.reason = combined.reason or result.reason
         return combined
 
+    def drain(self) -> None:
+        """Stop holding requests back for batching (shutdown has begun)."""
+        if self._batcher is not None:
+            self._batcher.drain()
+
     async def shutdown(self) -> None:
         """Export what the batch processor holds; safe to call twice."""
         if self._batcher is not None:

@@ -83,6 +83,10 @@ class Service:
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop receivers (requests under way finish), drain batches, stop exporters. Safe twice."""
+        # Requests under way wait for their batch's commit: flush now, or the receivers'
+        # grace period would be spent waiting for a batch timeout.
+        for pipeline in self.pipelines.values():
+            pipeline.drain()
         for receiver in self.receivers.values():
             await receiver.stop(grace)
         for pipeline in self.pipelines.values():

@@ -41,6 +41,7 @@ class BatchProcessor:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._overloaded = False
+        self._draining = False
 
     @property
     def queued_spans(self) -> int:
@@ -64,7 +65,7 @@ class BatchProcessor:
         self._pending.append((batch, future))
         self._pending_spans += size
         self._queued_spans += size
-        if self._pending_spans >= self._config.send_batch_size:
+        if self._draining or self._pending_spans >= self._config.send_batch_size:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._config.timeout.total_seconds(), self._flush)
@@ -123,10 +124,16 @@ class BatchProcessor:
             _settle(future, ConsumeResult(rejected, result.reason if rejected else ""))
             start = end
 
-    async def shutdown(self) -> None:
-        """Export what is buffered and wait for every export under way; safe twice."""
+    def drain(self) -> None:
+        """From now on export at once, without waiting for ``timeout``: shutdown has begun,
+        and requests still arriving should not wait for company that will not come."""
+        self._draining = True
         if self._pending:
             self._flush()
+
+    async def shutdown(self) -> None:
+        """Export what is buffered and wait for every export under way; safe twice."""
+        self.drain()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
