@@ -1,0 +1,1 @@
+"""The collector: config, receivers, processors, pipeline, CLI."""

@@ -117,14 +117,14 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
-            if dataclasses.is_dataclass(args[0]):  # `grpc:` with nothing under it: on, with defaults
+            if isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):  # `grpc:` alone: on, with defaults
                 return build(args[0], None, path)
             return None
         return convert(args[0], value, path)
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return build(tp, value, path)
+        return build(typing.cast(type, tp), value, path)
     if tp is timedelta:
         return parse_duration(value, path)
     if tp is bool:

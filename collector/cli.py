@@ -26,11 +26,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not getattr(args, "func", None):
         parser.print_help()
         raise SystemExit(2)
+    import psycopg
+
+    from tracetables.exporters.postgres.embedded import EmbeddedPostgresError
+
     try:
         code = args.func(args)
     except ConfigError as exc:
         print(f"tracetables: invalid config: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (psycopg.Error, EmbeddedPostgresError) as exc:  # e.g. the database is unreachable: no traceback
+        print(f"tracetables: {exc}".rstrip(), file=sys.stderr)
+        raise SystemExit(1) from None
     raise SystemExit(code)
 
 
@@ -143,6 +150,7 @@ def _db_status(args: argparse.Namespace) -> int:
 
 def _sql(args: argparse.Namespace) -> int:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     with _database(_load(args)) as dsn:
         if args.command is None:
@@ -150,7 +158,11 @@ def _sql(args: argparse.Namespace) -> int:
             if psql is None:
                 print("tracetables: psql not found; use -c to run a query", file=sys.stderr)
                 return 1
-            return os.spawnv(os.P_WAIT, psql, [psql, dsn])
+            # The password travels in the environment, not on a command line others can read.
+            params = conninfo_to_dict(dsn)
+            password = params.pop("password", None)
+            env = dict(os.environ, **({"PGPASSWORD": str(password)} if password is not None else {}))
+            return os.spawnve(os.P_WAIT, psql, [psql, make_conninfo(**{k: str(v) for k, v in params.items()})], env)
         with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
             try:
                 cur.execute(args.command.encode())

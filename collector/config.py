@@ -101,7 +101,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
     """Parse and validate config text; see :func:`load_config`."""
     env = os.environ if env is None else env
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -144,6 +144,25 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
             raise ConfigError(f"service.extensions[{i}]: {ext!r} is not defined under extensions")
     exporters = _fill_database_url(exporters, env)
     return CollectorConfig(receivers, processors, exporters, extensions, service)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key given twice in one mapping, as the Collector does."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _components(section: str, raw: Any, types: Mapping[str, type]) -> dict[str, Any]:

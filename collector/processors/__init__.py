@@ -1,0 +1,1 @@
+"""Processors: steps between receivers and exporters."""

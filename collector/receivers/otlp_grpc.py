@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
-_GRPC_CODES = {
+_GRPC_CODES: dict[int, grpc.StatusCode] = {
     code_pb2.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     code_pb2.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     code_pb2.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,

@@ -1,0 +1,1 @@
+"""The PostgreSQL exporter: schema, rows, COPY writer, embedded server."""
