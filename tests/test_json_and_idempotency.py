@@ -123,3 +123,26 @@ def test_json_encoding_round_trips_through_store(collector: RunningCollector, co
     assert http_post(collector.http_port, again, "application/json").status == 200
     assert _table(conn) == before
     assert isinstance(decode_trace_request_json(again), ExportTraceServiceRequest)
+
+
+def test_concurrent_requests_share_group_commits(dsn: str) -> None:
+    """Forty requests sent at once are committed in a few transactions, each acknowledged after its commit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.collector_harness import BASE_CONFIG, start_collector
+    from tracetables.exporters.postgres.exporter import PostgresExporter
+
+    collector = start_collector(dsn, BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 500ms}"))
+    try:
+        bodies = [make_request(make_span(trace_id=bytes([i + 1]) * 16)).SerializeToString() for i in range(40)]
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            statuses = list(pool.map(lambda b: http_post(collector.http_port, b).status, bodies))
+        assert statuses == [200] * 40
+        exporter = collector.service.exporters["postgres"]
+        assert isinstance(exporter, PostgresExporter)
+        assert exporter.spans_written == 40
+        assert exporter.transactions < 10
+        with psycopg.connect(dsn) as check:
+            assert check.execute("SELECT count(*) FROM spans").fetchone() == (40,)
+    finally:
+        collector.stop()

@@ -36,6 +36,7 @@ class PostgresExporter:
         self._closing = asyncio.Event()
         self._unhealthy_since: float | None = None
         self.spans_written = 0
+        self.transactions = 0
 
     @property
     def dsn(self) -> str:
@@ -76,6 +77,7 @@ class PostgresExporter:
         writer = await self._idle.get()
         try:
             self.spans_written += await self._write_with_retry(writer, rowset.rows)
+            self.transactions += 1
         finally:
             self._idle.put_nowait(writer)
         return result
