@@ -33,7 +33,8 @@ class Pipeline:
         self.name = name
         self._processors = list(processors)
         self._exporters = list(exporters)
-        self._batcher = BatchProcessor(batch, self._export) if batch is not None else None
+        writers = min(exporter.concurrency for exporter in self._exporters)
+        self._batcher = BatchProcessor(batch, self._export, writers) if batch is not None else None
 
     async def consume(self, batch: SpanBatch) -> ConsumeResult:
         """Run the processors, then batch and export; returns when durable."""

@@ -25,6 +25,11 @@ class ExportResult:
 class Exporter(Protocol):
     """Writes batches somewhere durable (or, for ``debug``, to the log)."""
 
+    @property
+    def concurrency(self) -> int:
+        """How many ``export`` calls make progress at once (e.g. connections)."""
+        ...
+
     async def start(self) -> None:
         """Connect and prepare; raises if the destination cannot be used at all."""
 

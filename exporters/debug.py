@@ -38,6 +38,11 @@ class DebugExporter:
         self.batches = 0
         self.spans = 0
 
+    @property
+    def concurrency(self) -> int:
+        """Logging never waits: any number at once."""
+        return 64
+
     async def start(self) -> None:
         """Nothing to prepare."""
 

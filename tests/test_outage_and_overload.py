@@ -138,22 +138,41 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
 
 
 def test_shutdown_drains_queued_batches(dsn: str) -> None:
-    """A request waiting in the batch processor when shutdown starts is committed, not dropped."""
-    slow = BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 60s}")
+    """Requests gathered in the batch processor when shutdown starts are committed, not dropped."""
+    slow = BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 60s}").replace(
+        "postgres:\n", "postgres:\n    sending_queue: {num_consumers: 1}\n")
     collector = start_collector(dsn, slow)
-    result: dict[str, int] = {}
-    sender = threading.Thread(
-        target=lambda: result.update(status=http_post(collector.http_port, make_request(make_span()).SerializeToString()).status)
-    )
-    sender.start()
-    deadline = time.monotonic() + 10
-    while collector.service.pipelines["traces"]._batcher.queued_spans == 0:  # type: ignore[union-attr]
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    stopping = time.monotonic()
-    collector.stop()
+    batcher = collector.service.pipelines["traces"]._batcher  # noqa: SLF001
+    assert batcher is not None
+    results: list[int] = []
+
+    def send(span_id: bytes) -> threading.Thread:
+        body = make_request(make_span(span_id=span_id)).SerializeToString()
+        thread = threading.Thread(target=lambda: results.append(http_post(collector.http_port, body).status))
+        thread.start()
+        return thread
+
+    def wait_for_queued(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while batcher.queued_spans < n:
+            assert time.monotonic() < deadline, f"never saw {n} queued spans"
+            time.sleep(0.01)
+
+    with psycopg.connect(dsn) as locker:
+        locker.execute("LOCK TABLE spans IN ACCESS EXCLUSIVE MODE")  # the one writer blocks
+        first = send(b"\x01" * 8)
+        wait_for_queued(1)
+        second = send(b"\x02" * 8)  # gathers behind the busy writer, for up to 60 s
+        wait_for_queued(2)
+        stopper = threading.Thread(target=collector.stop)
+        stopping = time.monotonic()
+        stopper.start()
+        time.sleep(0.2)
+        locker.rollback()
+    stopper.join(timeout=30)
+    first.join(timeout=30)
+    second.join(timeout=30)
     # Behaviour, not speed: shutdown flushed at once instead of waiting out the batch timeout.
     assert time.monotonic() - stopping < 20
-    sender.join(timeout=30)
-    assert result == {"status": 200}
-    assert count(dsn) == 1
+    assert results == [200, 200]
+    assert count(dsn) == 2

@@ -1,9 +1,14 @@
 """The ``batch`` processor: group requests into one export, acknowledge each on commit.
 
-Requests that arrive together share one transaction (a group commit): a request waits
-until its spans are in a committed batch, up to ``timeout`` for company first. The
-number of spans buffered or being written is bounded; past the bound new requests are
-refused at once with :class:`OverloadedError`, before any work is done for them.
+This is a group commit. While a writer is idle, a request is exported on the next turn
+of the event loop (with whatever arrived in the same turn): waiting would only add
+latency, since the client is blocked until the commit. While every writer is busy,
+requests gather, and the first writer to free up takes them all in one transaction —
+so batches grow exactly when load does. ``send_batch_size`` and ``timeout`` cap the
+gathering: past either, a batch is cut and queued for the next free writer.
+
+The number of spans buffered or being written is bounded; past the bound new requests
+are refused at once with :class:`OverloadedError`, before any work is done for them.
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ class BatchProcessor:
     Args:
         config: sizes and timeout.
         export: writes a merged batch; raises ``RetryableError`` / ``PermanentError``.
+        writers: how many exports can run at once downstream (connections).
     """
 
-    def __init__(self, config: BatchProcessorConfig, export: ExportFn) -> None:
+    def __init__(self, config: BatchProcessorConfig, export: ExportFn, writers: int = 1) -> None:
         self._config = config
         self._export = export
+        self._writers = max(1, writers)
+        self._in_flight = 0
+        self._soon: asyncio.Handle | None = None
         self._pending: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]] = []
         self._pending_spans = 0
         self._queued_spans = 0
@@ -67,6 +76,9 @@ class BatchProcessor:
         self._queued_spans += size
         if self._draining or self._pending_spans >= self._config.send_batch_size:
             self._flush()
+        elif self._in_flight < self._writers:
+            if self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self._flush)
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._config.timeout.total_seconds(), self._flush)
         try:
@@ -78,9 +90,13 @@ class BatchProcessor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         limit = self._config.send_batch_max_size
         while self._pending:
             parts = self._take(limit)
+            self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(parts))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -102,6 +118,15 @@ class BatchProcessor:
         return parts
 
     async def _send(self, parts: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]]) -> None:
+        try:
+            await self._send_parts(parts)
+        finally:
+            self._in_flight -= 1
+            if self._pending and self._in_flight < self._writers and self._soon is None:
+                # A writer is free: what gathered meanwhile goes now, as one batch.
+                self._soon = asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _send_parts(self, parts: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]]) -> None:
         merged = SpanBatch.merge([batch for batch, _ in parts])
         try:
             result = await self._export(merged)
@@ -111,7 +136,7 @@ class BatchProcessor:
                 return
             # One request's data must not sink the others sharing its transaction.
             logger.warning("a merged batch of %d requests was refused; writing them one by one", len(parts))
-            await asyncio.gather(*(self._send([part]) for part in parts))
+            await asyncio.gather(*(self._send_parts([part]) for part in parts))
             return
         except Exception as exc:  # every failure must reach the waiting requests
             for _, future in parts:

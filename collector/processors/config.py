@@ -12,8 +12,8 @@ from ..errors import ConfigError
 class BatchProcessorConfig:
     """``processors.batch``: how requests are grouped into one export (one transaction).
 
-    Every request waits for the commit of the batch that holds it, so ``timeout`` is
-    the longest a lone small request waits for company before it is written.
+    Requests gather only while every writer is busy (see the processor's docstring);
+    an idle writer takes a request at once.
     """
 
     send_batch_size: int = 8192
@@ -22,6 +22,7 @@ class BatchProcessorConfig:
     """Requests are not merged past this many spans; 0 means no bound. A single request
     larger than it is exported alone, never split (its spans commit together)."""
     timeout: timedelta = timedelta(milliseconds=200)
+    """The longest requests gather while writers are busy before a batch is cut."""
     max_queued_spans: int = 200_000
     """Spans buffered or being exported at once; more is refused with a retry hint."""
 

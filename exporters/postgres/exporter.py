@@ -39,6 +39,11 @@ class PostgresExporter:
         self.transactions = 0
 
     @property
+    def concurrency(self) -> int:
+        """One export per connection at a time: ``sending_queue.num_consumers``."""
+        return self._config.sending_queue.num_consumers
+
+    @property
     def dsn(self) -> str:
         """The DSN in use (the embedded server's once started)."""
         return self._dsn
