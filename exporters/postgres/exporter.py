@@ -81,7 +81,9 @@ class PostgresExporter:
             return result
         writer = await self._idle.get()
         try:
-            self.spans_written += await self._write_with_retry(writer, rowset.rows)
+            written = await self._write_with_retry(writer, rowset.rows)
+            # Not `+= await …`: that reads the counter before the await and loses updates.
+            self.spans_written += written
             self.transactions += 1
         finally:
             self._idle.put_nowait(writer)
