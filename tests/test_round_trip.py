@@ -33,3 +33,9 @@ def test_spans_round_trip_any_request_reads_back_equal(
         response = export(request, timeout=30)
     assert response.partial_success.rejected_spans == 0, response.partial_success.error_message
     assert canonical(read_request(conn)) == canonical(request)
+    mismatched = conn.execute(
+        "SELECT count(*) FROM spans"
+        " WHERE start_time IS DISTINCT FROM tt_unix_nano_to_timestamptz(start_time_unix_nano)"
+        " OR end_time IS DISTINCT FROM tt_unix_nano_to_timestamptz(end_time_unix_nano)"
+    ).fetchone()
+    assert mismatched == (0,), "start_time/end_time must be the instants the nanosecond columns name"

@@ -16,10 +16,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from ._anyvalue import attributes_to_json
 
-# Column order of the staging table; JSON columns are sent as text and cast once in SQL.
+# Column order of COPY. JSON columns travel in jsonb's binary input format (a version
+# byte, then the UTF-8 text), declared as bytea so psycopg sends the bytes untouched.
 COLUMNS: tuple[str, ...] = (
     "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "kind",
-    "start_time_unix_nano", "end_time_unix_nano", "status_code", "status_message",
+    "start_time_unix_nano", "end_time_unix_nano", "start_time", "end_time", "status_code", "status_message",
     "attributes", "dropped_attributes_count", "events", "dropped_events_count",
     "links", "dropped_links_count", "service_name",
     "resource_attributes", "resource_dropped_attributes_count", "resource_schema_url",
@@ -27,12 +28,12 @@ COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 JSON_COLUMNS = frozenset({"attributes", "events", "links", "resource_attributes", "scope_attributes"})
 COPY_TYPES: tuple[str, ...] = tuple(
-    "text" if c in JSON_COLUMNS else t
+    "bytea" if c in JSON_COLUMNS else t
     for c, t in zip(
         COLUMNS,
         (
             "bytea", "bytea", "bytea", "text", "int8", "text", "int4",
-            "int8", "int8", "int4", "text",
+            "int8", "int8", "int8", "int8", "int4", "text",
             "text", "int8", "text", "int8",
             "text", "int8", "text",
             "text", "int8", "text",
@@ -41,6 +42,9 @@ COPY_TYPES: tuple[str, ...] = tuple(
     )
 )  # fmt: skip
 
+# timestamptz's binary wire format is int8 microseconds since 2000-01-01 UTC: sending
+# that integer (declared int8) spares building a datetime per span.
+_PG_EPOCH_US = 946_684_800_000_000
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 # JSON text holds an escaped NUL as \u0000 unless the backslash is itself escaped.
@@ -65,6 +69,10 @@ class RowSet:
     reason: str = ""
 
 
+_JSONB_VERSION = b"\x01"
+_EMPTY_LIST = _JSONB_VERSION + b"[]"
+
+
 def to_signed64(value: int) -> int:
     """uint64 → int64 (two's complement), so every OTLP fixed64 fits a ``bigint``."""
     return value - _U64 if value > _I64_MAX else value
@@ -80,18 +88,20 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
         res_attrs = attributes_to_json(resource.attributes)
         service = res_attrs.get("service.name")
         service_name = service if isinstance(service, str) else None
-        res_json = dumps(res_attrs)
+        res_text = dumps(res_attrs)
+        res_json = _JSONB_VERSION + res_text.encode()
         res_dropped = resource.dropped_attributes_count
         res_url = rs.schema_url
-        group_ok = _text_ok(res_url) and _json_ok(res_json)
+        group_ok = _text_ok(res_url) and _json_ok(res_text)
         for ss in rs.scope_spans:
             scope = ss.scope
-            scope_json = dumps(attributes_to_json(scope.attributes))
-            scope_ok = group_ok and _text_ok(scope.name + scope.version + ss.schema_url) and _json_ok(scope_json)
+            scope_text = dumps(attributes_to_json(scope.attributes))
+            scope_json = _JSONB_VERSION + scope_text.encode()
+            scope_ok = group_ok and _text_ok(scope.name + scope.version + ss.schema_url) and _json_ok(scope_text)
             for span in ss.spans:
                 attrs = dumps(attributes_to_json(span.attributes))
-                events = dumps(_events(span.events)) if span.events else "[]"
-                links = dumps(_links(span.links)) if span.links else "[]"
+                events = dumps(_events(span.events)) if span.events else None
+                links = dumps(_links(span.links)) if span.links else None
                 status = span.status
                 name = span.name
                 trace_state = span.trace_state
@@ -99,8 +109,8 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
                     scope_ok
                     and _text_ok(name + trace_state + status.message)
                     and _json_ok(attrs)
-                    and _json_ok(events)
-                    and _json_ok(links)
+                    and (events is None or _json_ok(events))
+                    and (links is None or _json_ok(links))
                 ):
                     out.rejected[index] = out.rejected.get(index, 0) + 1
                     out.reason = out.reason or "a string holds a NUL character, which PostgreSQL text cannot store"
@@ -118,13 +128,15 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
                         span.kind,
                         start - _U64 if start > _I64_MAX else start,
                         end - _U64 if end > _I64_MAX else end,
+                        start // 1000 - _PG_EPOCH_US if 0 < start <= _I64_MAX else None,
+                        end // 1000 - _PG_EPOCH_US if 0 < end <= _I64_MAX else None,
                         status.code,
                         status.message,
-                        attrs,
+                        _JSONB_VERSION + attrs.encode(),
                         span.dropped_attributes_count,
-                        events,
+                        _EMPTY_LIST if events is None else _JSONB_VERSION + events.encode(),
                         span.dropped_events_count,
-                        links,
+                        _EMPTY_LIST if links is None else _JSONB_VERSION + links.encode(),
                         span.dropped_links_count,
                         service_name,
                         res_json,

@@ -1,9 +1,12 @@
-"""One PostgreSQL connection that writes row sets: COPY into a staging table, one INSERT.
+"""One PostgreSQL connection that writes row sets with COPY, idempotently.
 
-Each write is one transaction: ``COPY … FROM STDIN (FORMAT BINARY)`` into a per-session
-temporary table, then a single ``INSERT INTO spans … SELECT … ON CONFLICT DO NOTHING``.
-Spans are immutable, so a span delivered twice — in one batch or two, in any order —
-leaves the row it left the first time. There is no per-span round trip.
+Each write is one transaction. The common case — spans never seen before — is a single
+``COPY spans … FROM STDIN (FORMAT BINARY)`` under a savepoint: PostgreSQL's cheapest
+way in. When that COPY meets a key already stored (a client retried, or spans came
+twice), the savepoint is rolled back and the rows go the careful way instead: COPY into
+a per-session temporary table, then one ``INSERT INTO spans … SELECT … ON CONFLICT DO
+NOTHING``. Spans are immutable, so a span delivered twice — in one batch or two, in any
+order — leaves the row it left the first time. There is no per-span round trip.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 from collections.abc import Sequence
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from tracetables.collector.errors import PermanentError, RetryableError
 
@@ -21,53 +24,38 @@ from .rows import COLUMNS, COPY_TYPES, JSON_COLUMNS, Row
 logger = logging.getLogger(__name__)
 
 _STAGE = "tracetables_spans_stage"
+# Columns whose wire type differs from the stored type (see rows.COPY_TYPES).
+_STAGE_TYPES = {**{c: "jsonb" for c in JSON_COLUMNS}, "start_time": "timestamptz", "end_time": "timestamptz"}
+_COLUMN_LIST = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 
-
-def _stage_ddl() -> sql.Composed:
-    cols = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(COLUMNS, COPY_TYPES)
-    )
-    return sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
-        sql.Identifier(_STAGE), cols
-    )
-
-
-def _copy_sql() -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(_STAGE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-    )
-
-
-def _insert_sql() -> sql.Composed:
-    select = [
-        sql.SQL("{}::jsonb").format(sql.Identifier(c)) if c in JSON_COLUMNS else sql.Identifier(c) for c in COLUMNS
-    ]
-    return sql.SQL(
-        "INSERT INTO spans ({cols}, start_time, end_time) SELECT {select},"
-        " tt_unix_nano_to_timestamptz(start_time_unix_nano), tt_unix_nano_to_timestamptz(end_time_unix_nano)"
-        " FROM {stage} ON CONFLICT (trace_id, span_id) DO NOTHING"
-    ).format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-        select=sql.SQL(", ").join(select),
-        stage=sql.Identifier(_STAGE),
-    )
-
-
-STAGE_DDL = _stage_ddl()
-COPY_SQL = _copy_sql()
-INSERT_SQL = _insert_sql()
+STAGE_DDL = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+    sql.Identifier(_STAGE),
+    sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_STAGE_TYPES.get(c, t)))
+        for c, t in zip(COLUMNS, COPY_TYPES)
+    ),
+)
+COPY_DIRECT_SQL = sql.SQL("COPY spans ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+COPY_STAGE_SQL = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(sql.Identifier(_STAGE), _COLUMN_LIST)
+INSERT_SQL = sql.SQL(
+    "INSERT INTO spans ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (trace_id, span_id) DO NOTHING"
+).format(cols=_COLUMN_LIST, stage=sql.Identifier(_STAGE))
 
 
 class SpanWriter:
     """Writes row sets over one connection, reconnecting after a failure.
 
     Not safe for concurrent use: the exporter gives each writer one batch at a time.
+
+    Attributes:
+        fallbacks: writes that met an existing key and took the ON CONFLICT path.
     """
 
     def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
         self._dsn = dsn
         self._connect_timeout = connect_timeout
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+        self.fallbacks = 0
 
     async def write(self, rows: Sequence[Row]) -> int:
         """Write rows in one transaction; returns the number of spans newly stored.
@@ -80,10 +68,13 @@ class SpanWriter:
             conn = await self._connection()
             async with conn.transaction():
                 async with conn.cursor() as cur:
-                    async with cur.copy(COPY_SQL) as copy:
-                        copy.set_types(COPY_TYPES)
-                        for row in rows:
-                            await copy.write_row(row)
+                    try:
+                        async with conn.transaction():  # a savepoint: undone alone on a duplicate
+                            await _copy(cur, COPY_DIRECT_SQL, rows)
+                        return len(rows)
+                    except errors.UniqueViolation:
+                        self.fallbacks += 1
+                    await _copy(cur, COPY_STAGE_SQL, rows)
                     await cur.execute(INSERT_SQL)
                     return cur.rowcount
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -112,6 +103,17 @@ class SpanWriter:
                 await conn.close()
             except psycopg.Error:  # already broken: nothing to flush
                 pass
+
+
+async def _copy(cur: psycopg.AsyncCursor[tuple[object, ...]], statement: sql.Composed, rows: Sequence[Row]) -> None:
+    async with cur.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
+        # The formatter buffers rows and hands back a block when it is full: awaiting
+        # only then, not once per row as write_row() does, saves a coroutine per span.
+        write_row = copy.formatter.write_row
+        for row in rows:
+            if data := write_row(row):
+                await copy.write(data)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,116 @@
+"""The load generator: its own process, ``streams`` concurrent OTLP/gRPC Export calls.
+
+Runs under a ``spawn`` multiprocessing context. One asyncio loop, one gRPC channel (one
+HTTP/2 connection, as an SDK exporter has), ``streams`` tasks each keeping one unary
+call in flight. Raw bytes go out (no serializer): every body is a pre-encoded template
+with fresh ids and times patched in (see ``otlp_payload``). The parent is told when
+the measured window opens and closes, so it can sample other processes' CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from otlp_payload import Template, build_templates
+
+EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    port: int
+    streams: int
+    spans_per_request: int
+    attributes: int
+    warmup: float
+    duration: float
+    templates: int = 64
+    seed: int = 1
+    call_timeout: float = 30.0
+
+
+@dataclass
+class LoadResult:
+    """What the client saw. "window" counts calls that completed inside the measured window."""
+
+    window_seconds: float = 0.0
+    window_ok_requests: int = 0
+    window_acked_spans: int = 0
+    window_latencies: list[float] = field(default_factory=list)  # seconds, OK calls in the window
+    total_sent_requests: int = 0
+    total_ok_requests: int = 0
+    total_acked_spans: int = 0  # every OK call, warm-up and tail included
+    rejected_spans: int = 0  # partial_success.rejected_spans reported by the collector
+    errors: dict[str, int] = field(default_factory=dict)  # gRPC status name -> calls (whole run)
+    cpu_seconds_window: float = 0.0  # this process's CPU time during the window
+
+
+def run(spec: LoadSpec, conn: Connection) -> None:
+    """Process entry point: sends ("ready",), ("window-start",), ("window-end",), then ("result", LoadResult)."""
+    try:
+        templates = build_templates(spec.seed, spec.templates, spec.spans_per_request, spec.attributes)
+        conn.send(("result", asyncio.run(_drive(spec, templates, conn))))
+    except BaseException as exc:  # the parent reports it; nothing else would see it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) -> LoadResult:
+    result = LoadResult(window_seconds=spec.duration)
+    options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{spec.port}", options=options) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            EXPORT_PATH, request_serializer=None, response_deserializer=None)  # raw bytes both ways
+        conn.send(("ready",))
+        began = time.monotonic()
+        window_start = began + spec.warmup
+        window_end = window_start + spec.duration
+        spans_per_call = templates[0].span_count
+
+        async def stream(index: int) -> None:
+            n = index
+            while time.monotonic() < window_end:  # no new call once the window has closed
+                body = templates[n % len(templates)].fresh()
+                n += spec.streams
+                result.total_sent_requests += 1
+                sent = time.monotonic()
+                try:
+                    reply = await export(body, timeout=spec.call_timeout)
+                except grpc.aio.AioRpcError as exc:
+                    name = exc.code().name
+                    result.errors[name] = result.errors.get(name, 0) + 1
+                    await asyncio.sleep(0.1)  # a failing collector is not hammered in a tight loop
+                    continue
+                done = time.monotonic()
+                rejected = ExportTraceServiceResponse.FromString(reply).partial_success.rejected_spans
+                acked = spans_per_call - rejected
+                result.rejected_spans += rejected
+                result.total_ok_requests += 1
+                result.total_acked_spans += acked
+                if window_start <= done <= window_end:
+                    result.window_ok_requests += 1
+                    result.window_acked_spans += acked
+                    result.window_latencies.append(done - sent)
+
+        async def clock() -> None:
+            await asyncio.sleep(max(0.0, window_start - time.monotonic()))
+            cpu0 = time.process_time()
+            conn.send(("window-start",))
+            await asyncio.sleep(max(0.0, window_end - time.monotonic()))
+            result.cpu_seconds_window = time.process_time() - cpu0
+            conn.send(("window-end",))
+
+        # Bounded: streams stop at window_end; a call in flight then ends within call_timeout.
+        await asyncio.wait_for(
+            asyncio.gather(clock(), *(stream(i) for i in range(spec.streams))),
+            timeout=spec.warmup + spec.duration + spec.call_timeout + 10,
+        )
+    return result
