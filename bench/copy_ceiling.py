@@ -4,10 +4,8 @@ Rows come from the project's own ``build_rows`` over the same kind of requests t
 generator sends; everything that is not PostgreSQL's COPY — decoding, ``build_rows``,
 JSON to jsonb-binary, timestamps, fresh ids — happens before the clock starts. Timed:
 ``COPY bench_copy_ceiling (...) FROM STDIN (FORMAT BINARY)`` straight into a copy of
-``spans`` (same PK, index, checks, defaults and generated columns), one transaction
-(one commit, one WAL flush) per 8192 rows, over 1 or more connections, each in its own
-thread. ``start_time``/``end_time`` are sent when they are plain columns, and left to
-the server when the schema generates them.
+``spans`` (same PK, index, checks and defaults), one transaction (one commit, one WAL
+flush) per 8192 rows, over 1 or more connections, each in its own thread.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,43 +23,35 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from psycopg import sql
 
 from otlp_payload import build_templates
-from tracetables.exporters.postgres.rows import COLUMNS, COPY_TYPES, JSON_COLUMNS, build_rows
+from tracetables.exporters.postgres.rows import COLUMNS, COPY_TYPES, build_rows
 
 TABLE = "bench_copy_ceiling"
 TXN_ROWS = 8192  # the batch processor's default send_batch_size
 PASS_TXNS = 128  # at most ~1M prepared rows in memory at once
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_JSON_AT = frozenset(i for i, c in enumerate(COLUMNS) if c in JSON_COLUMNS)
-_TIMES = ("start_time", "end_time")
 
 
 @dataclass(frozen=True)
 class CopyPlan:
-    """The COPY statement and field types; ``with_times`` unless the schema generates them."""
+    """The COPY statement and field types: exactly the exporter's (``rows.COLUMNS``).
 
-    with_times: bool
+    ``build_rows`` already yields rows in binary COPY form for ``spans`` (jsonb as its
+    binary input, timestamptz as int8 microseconds since 2000), so the ceiling sends
+    them as they are.
+    """
 
     @property
     def statement(self) -> sql.Composed:
-        cols = (*COLUMNS, *_TIMES) if self.with_times else COLUMNS
         return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, cols)))
+            sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 
     @property
     def types(self) -> tuple[str, ...]:
-        # jsonb's binary input is a version byte (1) then the JSON text; bytea's binary
-        # output is the raw bytes, so declaring those fields 'bytea' hands jsonb_recv that.
-        base = tuple("bytea" if i in _JSON_AT else t for i, t in enumerate(COPY_TYPES))
-        return base + ("timestamptz", "timestamptz") if self.with_times else base
+        return COPY_TYPES
 
 
 def copy_plan(dsn: str) -> CopyPlan:
-    """Send start_time/end_time only if ``spans`` does not compute them itself (generated columns)."""
-    with psycopg.connect(dsn) as conn:
-        plain = conn.execute(
-            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'spans'::regclass AND attname = ANY(%s)"
-            " AND attgenerated = '' AND NOT attisdropped", (list(_TIMES),)).fetchone()
-    return CopyPlan(with_times=bool(plain and plain[0] == len(_TIMES)))
+    """The plan for the current schema (kept as a function for the caller's sake)."""
+    return CopyPlan()
 
 
 Row = tuple[Any, ...]
@@ -81,32 +70,13 @@ class CeilingResult:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def _timestamptz(ns: int) -> datetime | None:
-    # Same instant as the migration's tt_unix_nano_to_timestamptz (microseconds, NULL if unset).
-    return _EPOCH + timedelta(microseconds=ns // 1000) if ns > 0 else None
-
-
-def _jsonb(value: str | bytes, cache: dict[str | bytes, bytes]) -> bytes:
-    """jsonb binary input for a JSON column, whether build_rows gave text or already that."""
-    if isinstance(value, bytes):
-        return value if value.startswith(b"\x01") else b"\x01" + value
-    return cache.get(value) or cache.setdefault(value, b"\x01" + value.encode("utf-8"))
-
-
 def row_bodies(plan: CopyPlan, spans_per_request: int, attributes: int, templates: int = 64,
                seed: int = 2) -> list[Row]:
     """Rows without their (trace_id, span_id), ready for binary COPY into the ceiling table."""
     bodies: list[Row] = []
-    cache: dict[str | bytes, bytes] = {}  # resource/scope JSON repeats: convert each text once
     for tpl in build_templates(seed, templates, spans_per_request, attributes):
         request = ExportTraceServiceRequest.FromString(tpl.fresh())
-        for row in build_rows(request.resource_spans).rows:
-            values = list(row)
-            for i in _JSON_AT:
-                values[i] = _jsonb(values[i], cache)
-            if plan.with_times:
-                values += [_timestamptz(row[7]), _timestamptz(row[8])]
-            bodies.append(tuple(values[2:]))
+        bodies.extend(row[2:] for row in build_rows(request.resource_spans).rows)
     return bodies
 
 

@@ -32,7 +32,7 @@ import psycopg
 
 import copy_ceiling
 import loadgen
-from procs import Collector, MachineCpu, collector_config, free_port, process_cpu_seconds, tree_cpu_seconds
+from procs import Collector, MachineCpu, collector_config, free_port, tree_cpu_seconds
 from tracetables.collector.processors.config import BatchProcessorConfig
 from tracetables.exporters.postgres.config import SendingQueueConfig
 from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig
@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dsn", help="scratch PostgreSQL database; its spans table is EMPTIED (default: embedded)")
     p.add_argument("--batch-timeout", metavar="DURATION",
                    help="override processors.batch.timeout, e.g. 10ms (default: the project default)")
+    p.add_argument("--encoding-workers", type=int, metavar="N",
+                   help="override exporters.postgres.encoding_workers (default: the project default)")
     p.add_argument("--num-consumers", type=int, metavar="N",
                    help="override exporters.postgres.sending_queue.num_consumers (default: the project default)")
     p.add_argument("--ceiling-seconds", type=float, default=10.0, help="min seconds per ceiling measurement")
@@ -133,7 +135,7 @@ def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir:
     """Collector up, load for warm-up + duration, count what is committed, collector down."""
     port = free_port()
     config = workdir / "collector.yaml"
-    config.write_text(collector_config(port, dsn, args.batch_timeout, args.num_consumers))
+    config.write_text(collector_config(port, dsn, args.batch_timeout, args.num_consumers, args.encoding_workers))
     collector = Collector(config, workdir / "collector.log")
     stack.callback(collector.stop)  # idempotent: also runs if anything below fails
     try:
@@ -181,7 +183,7 @@ def drive_load(spec: loadgen.LoadSpec, collector_pid: int, postmaster: int | Non
             print(f"load generator ready: {spec.warmup:g} s warm-up, then {spec.duration:g} s measured")
         elif kind in ("window-start", "window-end"):
             pg = tree_cpu_seconds(postmaster) if postmaster else None
-            marks[kind] = (process_cpu_seconds(collector_pid), pg, MachineCpu.sample())
+            marks[kind] = (tree_cpu_seconds(collector_pid), pg, MachineCpu.sample())  # with its encoding workers
             if kind == "window-start" and args.py_spy:
                 spy = start_py_spy(args.py_spy, collector_pid, spec.duration, workdir / "py-spy.log", stack)
         elif kind == "error":

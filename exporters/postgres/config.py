@@ -60,3 +60,9 @@ class PostgresExporterConfig:
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     connect_timeout: timedelta = timedelta(seconds=5)
     migrate_on_start: bool = True
+    encoding_workers: int = 2
+    """Processes that turn spans into COPY data, off the event loop; 0 does it in-process."""
+
+    def validate(self, path: str) -> None:
+        if not 0 <= self.encoding_workers <= 64:
+            raise ConfigError(f"{path}.encoding_workers: must be between 0 and 64, got {self.encoding_workers}")

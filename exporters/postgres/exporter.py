@@ -13,7 +13,7 @@ from tracetables.collector.errors import PermanentError, RetryableError
 
 from ..base import ExportResult
 from .config import PostgresExporterConfig
-from .rows import build_rows
+from .encoder import RowEncoder
 from .schema import migrate
 from .writer import SpanWriter
 
@@ -35,13 +35,15 @@ class PostgresExporter:
         self._writers: list[SpanWriter] = []
         self._closing = asyncio.Event()
         self._unhealthy_since: float | None = None
+        self._encoder = RowEncoder(config.encoding_workers)
         self.spans_written = 0
         self.transactions = 0
 
     @property
     def concurrency(self) -> int:
-        """One export per connection at a time: ``sending_queue.num_consumers``."""
-        return self._config.sending_queue.num_consumers
+        """Batches that make progress at once: one per connection writing, plus one per
+        encoding worker preparing the next (so encoding and writing overlap)."""
+        return self._config.sending_queue.num_consumers + self._config.encoding_workers
 
     @property
     def dsn(self) -> str:
@@ -65,6 +67,7 @@ class PostgresExporter:
                 await asyncio.to_thread(migrate, self._dsn)
             except Exception as exc:  # psycopg.Error and OSError, surfaced at start-up
                 raise RetryableError(f"cannot migrate the database: {type(exc).__name__}: {exc}") from exc
+        await asyncio.to_thread(self._encoder.start)
         timeout = self._config.connect_timeout.total_seconds()
         for _ in range(self._config.sending_queue.num_consumers):
             writer = SpanWriter(self._dsn, timeout)
@@ -73,15 +76,15 @@ class PostgresExporter:
 
     async def export(self, batch: SpanBatch) -> ExportResult:
         """Store a batch; returns once committed. See :class:`Exporter`."""
-        rowset = build_rows(batch.resource_spans)
-        result = ExportResult(rowset.rejected, rowset.reason)
-        if rowset.rejected:
-            logger.warning("refused %d spans: %s", sum(rowset.rejected.values()), rowset.reason)
-        if not rowset.rows:
+        encoded = await self._encoder.encode(batch)
+        result = ExportResult(encoded.rejected, encoded.reason)
+        if encoded.rejected:
+            logger.warning("refused %d spans: %s", sum(encoded.rejected.values()), encoded.reason)
+        if not encoded.rows:
             return result
         writer = await self._idle.get()
         try:
-            written = await self._write_with_retry(writer, rowset.rows)
+            written = await self._write_with_retry(writer, encoded.data, encoded.rows)
             # Not `+= await …`: that reads the counter before the await and loses updates.
             self.spans_written += written
             self.transactions += 1
@@ -89,13 +92,13 @@ class PostgresExporter:
             self._idle.put_nowait(writer)
         return result
 
-    async def _write_with_retry(self, writer: SpanWriter, rows: list[tuple[object, ...]]) -> int:
+    async def _write_with_retry(self, writer: SpanWriter, data: bytes, rows: int) -> int:
         retry = self._config.retry_on_failure
         deadline = time.monotonic() + retry.max_elapsed_time.total_seconds()
         interval = retry.initial_interval.total_seconds()
         while True:
             try:
-                written = await writer.write(rows)
+                written = await writer.write(data, rows)
             except PermanentError:
                 raise
             except RetryableError as exc:
@@ -129,6 +132,7 @@ class PostgresExporter:
         for writer in self._writers:
             await writer.close()
         self._writers.clear()
+        await asyncio.to_thread(self._encoder.shutdown)
         embedded, self._embedded = self._embedded, None
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)  # type: ignore[attr-defined]

@@ -12,14 +12,12 @@ order — leaves the row it left the first time. There is no per-span round trip
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-
 import psycopg
 from psycopg import errors, sql
 
 from tracetables.collector.errors import PermanentError, RetryableError
 
-from .rows import COLUMNS, COPY_TYPES, JSON_COLUMNS, Row
+from .rows import COLUMNS, COPY_TYPES, JSON_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +55,10 @@ class SpanWriter:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self.fallbacks = 0
 
-    async def write(self, rows: Sequence[Row]) -> int:
-        """Write rows in one transaction; returns the number of spans newly stored.
+    async def write(self, data: bytes, rows: int) -> int:
+        """Write a binary COPY stream of ``rows`` rows in one transaction.
+
+        Returns the number of spans newly stored.
 
         Raises:
             RetryableError: the database is unreachable or the write was interrupted.
@@ -70,11 +70,11 @@ class SpanWriter:
                 async with conn.cursor() as cur:
                     try:
                         async with conn.transaction():  # a savepoint: undone alone on a duplicate
-                            await _copy(cur, COPY_DIRECT_SQL, rows)
-                        return len(rows)
+                            await _copy(cur, COPY_DIRECT_SQL, data)
+                        return rows
                     except errors.UniqueViolation:
                         self.fallbacks += 1
-                    await _copy(cur, COPY_STAGE_SQL, rows)
+                    await _copy(cur, COPY_STAGE_SQL, data)
                     await cur.execute(INSERT_SQL)
                     return cur.rowcount
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -105,15 +105,9 @@ class SpanWriter:
                 pass
 
 
-async def _copy(cur: psycopg.AsyncCursor[tuple[object, ...]], statement: sql.Composed, rows: Sequence[Row]) -> None:
+async def _copy(cur: psycopg.AsyncCursor[tuple[object, ...]], statement: sql.Composed, data: bytes) -> None:
     async with cur.copy(statement) as copy:
-        copy.set_types(COPY_TYPES)
-        # The formatter buffers rows and hands back a block when it is full: awaiting
-        # only then, not once per row as write_row() does, saves a coroutine per span.
-        write_row = copy.formatter.write_row
-        for row in rows:
-            if data := write_row(row):
-                await copy.write(data)
+        await copy.write(data)  # a whole binary COPY stream, header to trailer
 
 
 def _first_line(exc: BaseException) -> str:
