@@ -287,3 +287,62 @@ class TestRejectedSpans:
         assert ExportTraceServiceResponse.FromString(reply.body).partial_success.rejected_spans == 0
         row = conn.execute("SELECT attributes->>'text' FROM spans").fetchone()
         assert row == ("\\u0000",)
+
+
+    @pytest.mark.parametrize("owner", ["resource", "scope"])
+    def test_100000_resource_or_scope_attributes_reject_their_spans(
+        self, owner: str, collector: RunningCollector, conn: Conn
+    ) -> None:
+        """A resource or scope over the attribute limit takes its spans with it; another group is stored."""
+        request = make_request(make_span(name="bad"))
+        target = request.resource_spans[0].resource if owner == "resource" else request.resource_spans[0].scope_spans[0].scope
+        target.attributes.extend(KeyValue(key=f"a{i}", value=AnyValue(int_value=i)) for i in range(100_000))
+        request.resource_spans.add().scope_spans.add().spans.append(make_span(span_id=b"\x09" * 8, name="good"))
+        reply = http_post(collector.http_port, request.SerializeToString())
+        assert reply.status == 200
+        response = ExportTraceServiceResponse.FromString(reply.body)
+        assert response.partial_success.rejected_spans == 1
+        assert f"the {owner} has 1000" in response.partial_success.error_message  # 100,000 (+ service.name)
+        assert [r[0] for r in conn.execute("SELECT name FROM spans").fetchall()] == ["good"]
+        assert_still_serving(collector, conn)
+
+
+class TestHttpRouting:
+    """Only POST on the traces path is served."""
+
+    def test_wrong_path_is_404_and_get_is_405(self, collector: RunningCollector, conn: Conn) -> None:
+        """A POST elsewhere gets 404; a GET on /v1/traces gets 405; nothing is stored."""
+        import http.client
+
+        assert http_post(collector.http_port, b"", path="/v1/metrics").status == 404
+        client = http.client.HTTPConnection("127.0.0.1", collector.http_port, timeout=30)
+        try:
+            client.request("GET", "/v1/traces")
+            assert client.getresponse().status == 405
+        finally:
+            client.close()
+        assert span_count(conn) == 0
+        assert_still_serving(collector, conn)
+
+
+def test_rejected_and_malformed_values_never_reach_the_logs(
+    collector: RunningCollector, conn: Conn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attribute values of refused spans and malformed bodies appear in no log record and no error message."""
+    import logging
+
+    secret = "SECRET-4242-do-not-log"
+    caplog.set_level(logging.DEBUG)
+    nul = make_span(name="n")
+    nul.attributes.append(KeyValue(key="card", value=AnyValue(string_value=secret + "\x00")))
+    replies = [http_post(collector.http_port, make_request(nul).SerializeToString())]
+    truncated = make_request(make_span(card=secret)).SerializeToString()
+    replies.append(http_post(collector.http_port, truncated[:-4]))
+    bad_json = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"name": {"x": secret}}]}]}]}).encode()
+    replies.append(http_post(collector.http_port, bad_json, "application/json"))
+    bad_hex = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": secret}]}]}]}).encode()
+    replies.append(http_post(collector.http_port, bad_hex, "application/json"))
+    assert [r.status for r in replies] == [200, 400, 400, 400]
+    assert all(secret.encode() not in r.body for r in replies)
+    assert secret not in caplog.text
+    assert span_count(conn) == 0

@@ -59,8 +59,17 @@ def check_request(request: ExportTraceServiceRequest, limits: SpanLimits) -> Dec
     rejected = 0
     message = ""
     for rs_index, rs in enumerate(request.resource_spans):
+        group_problem = _attributes_problem("the resource", len(rs.resource.attributes), limits)
         for ss_index, ss in enumerate(rs.scope_spans):
             spans = ss.spans
+            problem = group_problem or _attributes_problem("the scope", len(ss.scope.attributes), limits)
+            if problem is not None and len(spans):
+                # A group's resource or scope is shared by its spans: they go together.
+                rejected += len(spans)
+                if not message:
+                    message = f"resource_spans[{rs_index}].scope_spans[{ss_index}]: {problem}"
+                del spans[:]
+                continue
             bad: list[int] | None = None
             for i, span in enumerate(spans):
                 problem = _span_problem(span, limits)
@@ -80,6 +89,12 @@ def check_request(request: ExportTraceServiceRequest, limits: SpanLimits) -> Dec
     if rejected:
         message = f"{rejected} span(s) rejected; first: {message}"
     return DecodedRequest(batch, rejected, message)
+
+
+def _attributes_problem(owner: str, count: int, limits: SpanLimits) -> str | None:
+    if count > limits.max_attributes:
+        return f"{owner} has {count} attributes, over the limit of {limits.max_attributes}"
+    return None
 
 
 def _span_problem(span: Span, limits: SpanLimits) -> str | None:
