@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 U32 = st.integers(0, 2**32 - 1)
 U64 = st.integers(0, 2**64 - 1)
@@ -160,7 +160,3 @@ def canonical(request: ExportTraceServiceRequest) -> list[tuple[bytes, int, str,
                     copy.ClearField("status")
                 out.append((resource, 0, rs.schema_url, scope, copy.SerializeToString(deterministic=True)))
     return sorted(out)
-
-
-def single_group(request: ExportTraceServiceRequest) -> ResourceSpans:
-    return request.resource_spans[0]

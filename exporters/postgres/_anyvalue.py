@@ -56,11 +56,6 @@ def attributes_to_json(attributes: Iterable[KeyValue]) -> dict[str, JsonValue]:
     return out
 
 
-def value_to_json(value: AnyValue) -> JsonValue:
-    """One AnyValue → JSON."""
-    return _value_to_json(value, value.WhichOneof("value"))
-
-
 def _value_to_json(value: AnyValue, kind: str | None) -> JsonValue:
     if kind == "string_value":
         return value.string_value

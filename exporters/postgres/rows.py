@@ -73,11 +73,6 @@ _JSONB_VERSION = b"\x01"
 _EMPTY_LIST = _JSONB_VERSION + b"[]"
 
 
-def to_signed64(value: int) -> int:
-    """uint64 → int64 (two's complement), so every OTLP fixed64 fits a ``bigint``."""
-    return value - _U64 if value > _I64_MAX else value
-
-
 def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
     """Turn spans into rows; spans PostgreSQL cannot hold (NUL characters) are refused."""
     out = RowSet()
