@@ -35,7 +35,8 @@ def test_encoding_in_process_or_in_workers_stores_the_same(workers: int, dsn: st
 
 def test_killed_encoding_worker_is_replaced_and_the_batch_still_stored(dsn: str) -> None:
     """SIGKILL to a worker: the next request is still acknowledged and stored, by new workers."""
-    collector = start_collector(dsn)
+    config = BASE_CONFIG.replace("    dsn: ${env:DSN}\n", "    dsn: ${env:DSN}\n    encoding_workers: 2\n")
+    collector = start_collector(dsn, config)
     try:
         exporter = collector.service.exporters["postgres"]
         assert isinstance(exporter, PostgresExporter)

@@ -60,8 +60,11 @@ class PostgresExporterConfig:
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     connect_timeout: timedelta = timedelta(seconds=5)
     migrate_on_start: bool = True
-    encoding_workers: int = 2
-    """Processes that turn spans into COPY data, off the event loop; 0 does it in-process."""
+    encoding_workers: int = 0
+    """Processes that turn spans into COPY data, off the event loop; 0 (the default)
+    does it in-process. With the compiled encoder (≈ 2 µs a span) in-process is faster
+    on a small machine: bench/ingest measured 66 % of the COPY ceiling against 56 % with
+    2 workers on 2 cores. Workers pay off where the event loop is the busy core."""
 
     def validate(self, path: str) -> None:
         if not 0 <= self.encoding_workers <= 64:
