@@ -126,22 +126,33 @@ def test_json_encoding_round_trips_through_store(collector: RunningCollector, co
 
 
 def test_concurrent_requests_share_group_commits(dsn: str) -> None:
-    """Forty requests sent at once are committed in a few transactions, each acknowledged after its commit."""
+    """Forty requests arriving while both writers are busy are committed together, each acknowledged after it."""
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.collector_harness import BASE_CONFIG, start_collector
+    from tests.collector_harness import start_collector
     from tracetables.exporters.postgres.exporter import PostgresExporter
 
-    collector = start_collector(dsn, BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 500ms}"))
+    collector = start_collector(dsn)
     try:
+        batcher = collector.service.pipelines["traces"]._batcher  # noqa: SLF001
+        assert batcher is not None
         bodies = [make_request(make_span(trace_id=bytes([i + 1]) * 16)).SerializeToString() for i in range(40)]
-        with ThreadPoolExecutor(max_workers=40) as pool:
-            statuses = list(pool.map(lambda b: http_post(collector.http_port, b).status, bodies))
+        with psycopg.connect(dsn) as locker, ThreadPoolExecutor(max_workers=40) as pool:
+            locker.execute("LOCK TABLE spans IN ACCESS EXCLUSIVE MODE")  # both writers will block
+            futures = [pool.submit(http_post, collector.http_port, body) for body in bodies]
+            deadline = time.monotonic() + 20
+            while batcher.queued_spans < 40:  # every request is in: two writing, the rest gathered
+                assert time.monotonic() < deadline, f"only {batcher.queued_spans} spans queued"
+                time.sleep(0.01)
+            assert not any(f.done() for f in futures)  # nothing acknowledged before its commit
+            locker.rollback()
+            statuses = [f.result(timeout=30).status for f in futures]
         assert statuses == [200] * 40
         exporter = collector.service.exporters["postgres"]
         assert isinstance(exporter, PostgresExporter)
         assert exporter.spans_written == 40
-        assert exporter.transactions < 10
+        assert exporter.transactions <= 4  # 2 blocked ones, then the gathered 38 in one or two
         with psycopg.connect(dsn) as check:
             assert check.execute("SELECT count(*) FROM spans").fetchone() == (40,)
     finally:
