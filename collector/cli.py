@@ -186,8 +186,8 @@ def _print_table(headers: list[str], rows: list[tuple[object, ...]]) -> None:
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
     for r in cells:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

@@ -79,7 +79,7 @@ class FanOut:
         if len(self._pipelines) == 1:
             return await self._pipelines[0].consume(batch)
         copies = [batch] + [_copy(batch) for _ in self._pipelines[1:]]
-        results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies)))
+        results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies, strict=True)))
         worst = max(results, key=lambda r: r.rejected_spans)
         return worst
 

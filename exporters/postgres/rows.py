@@ -39,6 +39,7 @@ COPY_TYPES: tuple[str, ...] = tuple(
             "text", "int8", "text",
             "text", "text", "text", "int8", "text",
         ),
+        strict=True,
     )
 )  # fmt: skip
 

@@ -30,7 +30,7 @@ STAGE_DDL = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE RO
     sql.Identifier(_STAGE),
     sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_STAGE_TYPES.get(c, t)))
-        for c, t in zip(COLUMNS, COPY_TYPES)
+        for c, t in zip(COLUMNS, COPY_TYPES, strict=True)
     ),
 )
 COPY_DIRECT_SQL = sql.SQL("COPY spans ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
