@@ -243,7 +243,14 @@ class EmbeddedPostgres:
             if lock_pid and _pid_state(lock_pid) == "zombie":
                 logger.warning("removing %s of exited, unreaped pid %d", lock, lock_pid)
                 lock.unlink(missing_ok=True)
-        settings = {"shared_buffers": "128MB", "max_connections": "100"}
+        settings = {
+            "shared_buffers": "128MB",
+            "max_connections": "100",
+            # Error reports without DETAIL/CONTEXT lines and without the statement: a
+            # failed COPY would otherwise copy span values into the server log.
+            "log_error_verbosity": "terse",
+            "log_min_error_statement": "panic",
+        }
         if not cfg.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         settings.update(cfg.extra_settings)

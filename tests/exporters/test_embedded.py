@@ -274,3 +274,20 @@ def test_running_dsn_finds_ready_server(make_pg: MakePg, base_dir: Path) -> None
     assert _query(dsn, "SELECT current_database()") == ("tracetables",)
     pg.stop()
     assert running_dsn(base_dir / "pg") is None
+
+
+def test_embedded_server_log_keeps_failed_statements_values_out(running_pg: EmbeddedPostgres) -> None:
+    """A failing statement's values (a rejected COPY row, say) do not reach the server log."""
+    secret = "SECRET-9f3a-never-in-logs"
+    with psycopg.connect(running_pg.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS log_probe (v jsonb)")
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with conn.cursor() as cur, cur.copy("COPY log_probe (v) FROM STDIN") as copy:
+                copy.write_row([f'{{"card": "{secret}" broken'])
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            conn.execute(f"SELECT '{secret} not json'::jsonb")
+    logs = list((running_pg._data_dir / "log").glob("*"))  # noqa: SLF001
+    assert logs, "the server writes a log"
+    text = "".join(p.read_text(errors="replace") for p in logs)
+    assert "invalid input syntax for type json" in text  # the error itself is logged
+    assert secret not in text
