@@ -127,13 +127,13 @@ class Served:
             time.sleep(0.05)
         pytest.fail(f"serve did not listen on port {self.http_port} within {START_TIMEOUT}s:\n{self.log()}")
 
-    def terminate(self) -> int:
-        """SIGTERM, then wait (bounded) for the exit code."""
-        self.process.send_signal(signal.SIGTERM)
+    def terminate(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Send ``sig`` (SIGTERM by default), then wait (bounded) for the exit code."""
+        self.process.send_signal(sig)
         try:
             return self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"serve did not exit within {STOP_TIMEOUT}s of SIGTERM:\n{self.log()}")
+            pytest.fail(f"serve did not exit within {STOP_TIMEOUT}s of {sig.name}:\n{self.log()}")
 
     def kill(self) -> None:
         """Leave nothing behind: kill the process if it still runs, and reap it."""
@@ -265,6 +265,16 @@ class TestServe:
             assert not accepts(served.http_port) and not accepts(served.grpc_port)
         assert not (tmp_path / "pg").exists()  # a DSN was given: no embedded server was made
 
+
+    def test_serve_stops_cleanly_on_sigint(self, dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+        """Ctrl-C (SIGINT) drains and exits 0 like SIGTERM, without a KeyboardInterrupt traceback."""
+        with serve(tmp_path, child_env(dsn)) as served:
+            served.wait_ready()
+            post_span(served.http_port, 0xB1, "before-sigint")
+            assert served.terminate(signal.SIGINT) == 0, served.log()
+            log = served.log()
+            assert "shutting down" in log and "Traceback" not in log and "KeyboardInterrupt" not in log
+        assert conn.execute("SELECT name FROM spans").fetchall() == [("before-sigint",)]
 
     def test_serve_port_in_use_exits_1(self, dsn: str, tmp_path: Path) -> None:
         """``serve`` whose HTTP port is taken logs why it cannot start and exits 1, its gRPC port closed again."""

@@ -157,3 +157,12 @@ def test_concurrent_requests_share_group_commits(dsn: str) -> None:
             assert check.execute("SELECT count(*) FROM spans").fetchone() == (40,)
     finally:
         collector.stop()
+
+
+def test_http_json_with_charset_parameter_is_accepted(collector: RunningCollector, conn: Conn) -> None:
+    """``application/json; charset=utf-8`` is JSON: media type parameters do not change the answer."""
+    body = (DATA / "examples-trace.json").read_bytes()
+    reply = http_post(collector.http_port, body, "application/json; charset=utf-8")
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"].startswith("application/json")
+    assert conn.execute("SELECT count(*) FROM spans").fetchone() == (1,)
