@@ -1,5 +1,10 @@
-"""Helpers services use to emit flow spans (node, state, call and provenance semantics).
+"""tracetables.instrumentation: flow spans for services on OpenTelemetry.
 
-Empty until the instrumentation issue lands; the package exists so the layout is the
-one DESIGN.md draws and installs map it into the ``tracetables`` namespace.
+Depends on ``opentelemetry-api`` only; without an SDK configured every call is a cheap
+no-op. Nothing here raises into the instrumented code. So far: :func:`run` and
+:func:`step`; calls, actions, events, typed details and ``configure`` are still to come.
 """
+
+from .flow import Run, Step, next_step_number, run, step
+
+__all__ = ["Run", "Step", "next_step_number", "run", "step"]

@@ -1,0 +1,295 @@
+"""``run`` and ``step``: flow spans with the attributes of DESIGN.md, that never break the caller.
+
+Both work as context managers (``with`` / ``async with``) and as decorators on sync and
+async functions. A ``step`` inside a ``run`` inherits the run's session, user,
+conversation and flow; steps of a session are numbered in the order they start, across
+threads and async tasks. Exceptions of the caller's code propagate unchanged (and mark
+the span as an error); failures inside this module are logged once and swallowed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+from ._serialize import DEFAULT_LIMIT, to_json
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class _FlowContext:
+    session_id: str | None = None
+    user_id: str | None = None
+    conversation_id: str | None = None
+    flow_id: str | None = None
+    flow_version: str | None = None
+
+
+_current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
+_counters: dict[str, itertools.count[int]] = {}
+_counters_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def next_step_number(session_id: str) -> int:
+    """The next step number of a session: 1, 2, 3 … in the order steps start."""
+    with _counters_lock:
+        counter = _counters.get(session_id)
+        if counter is None:
+            counter = _counters[session_id] = itertools.count(1)
+        return next(counter)
+
+
+def _swallow(where: str, exc: BaseException) -> None:
+    if where not in _warned:
+        _warned.add(where)
+        logger.warning("tracetables instrumentation failed in %s (%s); the span goes on without it",
+                       where, type(exc).__name__)
+
+
+class _FlowSpan:
+    """A span that is a context manager (sync and async) and a decorator."""
+
+    _role = ""
+
+    def __init__(self, name: str, attributes: dict[str, Any], tracer_provider: trace.TracerProvider | None,
+                 size_limit: int) -> None:
+        self._name = name
+        self._attributes = attributes
+        self._provider = tracer_provider
+        self._limit = size_limit
+        self._span: trace.Span | None = None
+        self._cm: Any = None
+        self._token: contextvars.Token[_FlowContext] | None = None
+
+    # --- what subclasses add at start --------------------------------------------------
+    def _prepare(self) -> None:
+        """Fill attributes that depend on the flow context; runs inside a try."""
+
+    # --- span lifecycle ------------------------------------------------------------------
+    def __enter__(self) -> _FlowSpan:
+        try:
+            self._prepare()
+            tracer = trace.get_tracer("tracetables.instrumentation", tracer_provider=self._provider)
+            attrs = {k: v for k, v in self._attributes.items() if v is not None}
+            attrs["flow.role"] = self._role
+            self._cm = tracer.start_as_current_span(self._name, attributes=attrs)
+            self._span = self._cm.__enter__()
+        except Exception as exc:
+            _swallow(f"{self._role} start", exc)
+            self._cm = None
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self._finish()
+        except Exception as error:
+            _swallow(f"{self._role} finish", error)
+        try:
+            if self._cm is not None:
+                self._cm.__exit__(exc_type, exc, tb)  # records the exception and error status
+        except Exception as error:
+            _swallow(f"{self._role} end", error)
+        finally:
+            self._restore()
+
+    async def __aenter__(self) -> _FlowSpan:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _finish(self) -> None:
+        """Set attributes known only at the end; runs inside a try."""
+
+    def _restore(self) -> None:
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # exited in another context (a generator, a callback)
+                pass
+            self._token = None
+
+    def _set(self, key: str, value: Any) -> None:
+        try:
+            if self._span is not None and value is not None:
+                self._span.set_attribute(key, value)
+        except Exception as exc:
+            _swallow(f"{self._role} attribute", exc)
+
+    def _set_json(self, key: str, value: Any) -> None:
+        self._set(key, to_json(value, self._limit))
+
+    # --- decorator -----------------------------------------------------------------------
+    def _fresh(self) -> _FlowSpan:
+        """A new span of the same kind for each call of a decorated function."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._attributes = dict(self._attributes)
+        clone._span = None
+        clone._cm = None
+        clone._token = None
+        return clone
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with self._fresh():
+                    return await func(*args, **kwargs)
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh():
+                return func(*args, **kwargs)
+        return run_sync  # type: ignore[return-value]
+
+
+class Run(_FlowSpan):
+    """One agent or graph run (``flow.role = run``); see :func:`run`."""
+
+    _role = "run"
+
+    def __init__(self, name: str, context: _FlowContext, request: Any, tracer_provider: trace.TracerProvider | None,
+                 size_limit: int) -> None:
+        super().__init__(name, {}, tracer_provider, size_limit)
+        self._context = context
+        self._request = request
+        self._response: Any = None
+        self._has_response = False
+
+    def _prepare(self) -> None:
+        parent = _current.get()
+        ctx = self._context
+        ctx = replace(
+            ctx,
+            session_id=ctx.session_id or parent.session_id,
+            user_id=ctx.user_id or parent.user_id,
+            conversation_id=ctx.conversation_id or parent.conversation_id,
+            flow_id=ctx.flow_id or parent.flow_id,
+            flow_version=ctx.flow_version or parent.flow_version,
+        )
+        self._token = _current.set(ctx)
+        self._attributes.update(_context_attributes(ctx))
+        if self._request is not None:
+            self._attributes["flow.run.request"] = to_json(self._request, self._limit)
+
+    def response(self, value: Any) -> None:
+        """Record the run's response message (any JSON-able value)."""
+        self._response = value
+        self._has_response = True
+
+    def _finish(self) -> None:
+        if self._has_response:
+            self._set_json("flow.run.response", self._response)
+
+
+class Step(_FlowSpan):
+    """One node visit of a flow (``flow.role = step``); see :func:`step`."""
+
+    _role = "step"
+
+    def __init__(self, node_id: str, node_type: str | None, state_before: Any, details: Any,
+                 session_id: str | None, tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
+        super().__init__(f"step {node_id}", {"flow.node.id": node_id, "flow.node.type": node_type},
+                         tracer_provider, size_limit)
+        self._state_before = state_before
+        self._details = details
+        self._session_id = session_id
+        self._state_after: Any = None
+        self._has_after = False
+        self._next: tuple[str, str | None] | None = None
+
+    def _prepare(self) -> None:
+        ctx = _current.get()
+        if self._session_id:
+            ctx = replace(ctx, session_id=self._session_id)
+        self._attributes.update(_context_attributes(ctx))
+        if ctx.session_id:
+            self._attributes["flow.step.number"] = next_step_number(ctx.session_id)
+        if self._state_before is not None:
+            self._attributes["flow.state.before"] = to_json(self._state_before, self._limit)
+
+    def state_after(self, state: Any) -> None:
+        """Record the state after the node ran (a value, or a callable returning it)."""
+        self._state_after = state
+        self._has_after = True
+
+    def details(self, details: Any) -> None:
+        """Record typed execution details (JSON-able, or a model with ``model_dump``)."""
+        self._details = details
+
+    def next(self, node_id: str, connection_type: str | None = None) -> None:
+        """Record the edge taken out of this node."""
+        self._next = (node_id, connection_type)
+
+    def _finish(self) -> None:
+        if self._has_after:
+            self._set_json("flow.state.after", self._state_after)
+        if self._details is not None:
+            details = self._details
+            dump = getattr(details, "model_dump", None)
+            self._set_json("flow.node.details", dump if callable(dump) else details)
+        if self._next is not None:
+            self._set("flow.next_node.id", self._next[0])
+            self._set("flow.connection.type", self._next[1])
+
+
+def _context_attributes(ctx: _FlowContext) -> dict[str, Any]:
+    return {
+        "session.id": ctx.session_id,
+        "user.id": ctx.user_id,
+        "gen_ai.conversation.id": ctx.conversation_id,
+        "flow.id": ctx.flow_id,
+        "flow.version": ctx.flow_version,
+    }
+
+
+def run(name: str = "run", *, session_id: str | None = None, user_id: str | None = None,
+        conversation_id: str | None = None, flow_id: str | None = None, flow_version: str | None = None,
+        request: Any = None, tracer_provider: trace.TracerProvider | None = None,
+        size_limit: int = DEFAULT_LIMIT) -> Run:
+    """A run span: ``with run(...) as r: …; r.response(...)``, or ``@run(...)``.
+
+    Args:
+        name: the span name.
+        session_id, user_id, conversation_id: who and which conversation (inherited by steps).
+        flow_id, flow_version: the flow definition.
+        request: the run's request message (JSON-encoded, capped at ``size_limit``).
+        tracer_provider: defaults to the global one.
+        size_limit: most characters of JSON kept per value.
+    """
+    context = _FlowContext(session_id, user_id, conversation_id, flow_id, flow_version)
+    return Run(name, context, request, tracer_provider, size_limit)
+
+
+def step(node_id: str, node_type: str | None = None, *, state_before: Any = None, details: Any = None,
+         session_id: str | None = None, tracer_provider: trace.TracerProvider | None = None,
+         size_limit: int = DEFAULT_LIMIT) -> Step:
+    """A step span: ``with step("ask_name", "question", state_before=s) as st: …``, or ``@step(...)``.
+
+    Args:
+        node_id, node_type: which node, of what type.
+        state_before: the state entering the node (a value or a callable returning it).
+        details: execution details (JSON-able or a pydantic model); also settable later.
+        session_id: overrides the enclosing run's session.
+        tracer_provider: defaults to the global one.
+        size_limit: most characters of JSON kept per value.
+    """
+    return Step(node_id, node_type, state_before, details, session_id, tracer_provider, size_limit)

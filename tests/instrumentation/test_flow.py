@@ -1,0 +1,150 @@
+"""run() and step(): the attributes DESIGN.md names, through the real SDK and collector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import psycopg
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.collector_harness import RunningCollector
+from tracetables.instrumentation import run, step
+from tracetables.instrumentation._serialize import TRUNCATED, to_json
+
+
+@pytest.fixture
+def memory() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {s.name: s for s in spans}
+
+
+def test_flow_run_and_steps_land_in_spans_with_design_attributes(
+    collector: RunningCollector, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """A run with two steps, sent by the OTLP exporter, is in `spans` with every flow attribute."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "bot"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_url, timeout=10)))
+    with run("conversation", session_id="s-1", user_id="u-7", conversation_id="c-3", flow_id="onboarding",
+             flow_version="4", request={"text": "hi"}, tracer_provider=provider) as r:
+        with step("ask_name", "question", state_before={"name": None}, tracer_provider=provider) as st:
+            st.state_after(lambda: {"name": "Ada"})
+            st.details({"question_text": "What is your name?", "user_response": "Ada"})
+            st.next("greet", "default")
+        with step("greet", "message", state_before={"name": "Ada"}, tracer_provider=provider):
+            pass
+        r.response({"text": "Hello Ada"})
+    provider.shutdown()
+    rows = {
+        name: attrs
+        for name, attrs in conn.execute("SELECT name, attributes FROM spans").fetchall()
+    }
+    assert set(rows) == {"conversation", "step ask_name", "step greet"}
+    run_attrs, ask, greet = rows["conversation"], rows["step ask_name"], rows["step greet"]
+    assert run_attrs["flow.role"] == "run" and run_attrs["flow.id"] == "onboarding"
+    assert json.loads(run_attrs["flow.run.request"]) == {"text": "hi"}
+    assert json.loads(run_attrs["flow.run.response"]) == {"text": "Hello Ada"}
+    assert (ask["flow.role"], ask["flow.node.id"], ask["flow.node.type"]) == ("step", "ask_name", "question")
+    assert (ask["session.id"], ask["user.id"], ask["gen_ai.conversation.id"]) == ("s-1", "u-7", "c-3")
+    assert (ask["flow.id"], ask["flow.version"]) == ("onboarding", "4")
+    assert json.loads(ask["flow.state.before"]) == {"name": None}
+    assert json.loads(ask["flow.state.after"]) == {"name": "Ada"}
+    assert json.loads(ask["flow.node.details"])["user_response"] == "Ada"
+    assert (ask["flow.next_node.id"], ask["flow.connection.type"]) == ("greet", "default")
+    assert greet["flow.step.number"] == ask["flow.step.number"] + 1
+
+
+def test_step_error_propagates_and_marks_the_span(memory: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """The caller's exception leaves the step unchanged, and the span records it as an error."""
+    provider, exporter = memory
+    with pytest.raises(KeyError):
+        with step("lookup", "script", session_id="s-err", tracer_provider=provider):
+            raise KeyError("missing")
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert any(e.name == "exception" for e in span.events)
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+@pytest.mark.parametrize(
+    "state",
+    [Unprintable(), {"obj": object()}, lambda: 1 / 0, {"big": "x" * (50 * 1024 * 1024)}],
+    ids=["raising-repr", "unserializable", "raising-callable", "50MB"],
+)
+def test_bad_state_never_reaches_the_caller(state: Any, memory: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """Odd or huge state: the decorated function returns its result, and the span keeps a bounded value."""
+    provider, exporter = memory
+
+    @step("node", "script", state_before=state, session_id="s-bad", tracer_provider=provider)
+    def work(x: int) -> int:
+        return x * 2
+
+    assert work(21) == 42
+    (span,) = exporter.get_finished_spans()
+    value = span.attributes["flow.state.before"]  # type: ignore[index]
+    assert isinstance(value, str) and len(value) < 70_000
+    json.loads(value)
+
+
+def test_to_json_truncates_with_a_marker() -> None:
+    """Past the limit the JSON is cut and wrapped in a marker object saying so."""
+    out = json.loads(to_json(list(range(100_000)), limit=1000))
+    assert out[TRUNCATED] is True and len(out["preview"]) == 1000
+
+
+def test_concurrent_sessions_keep_their_own_step_numbers_and_parents(
+    memory: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """Two sessions interleaved in one event loop: each numbers its steps 1..3 under its own run."""
+    provider, exporter = memory
+
+    async def conversation(session: str) -> None:
+        async with run(f"run {session}", session_id=session, tracer_provider=provider):
+            for node in ("a", "b", "c"):
+                async with step(f"{session}-{node}", "message", tracer_provider=provider):
+                    await asyncio.sleep(0.001)
+
+    async def both() -> None:
+        await asyncio.gather(conversation("conc-x"), conversation("conc-y"))
+
+    asyncio.run(both())
+    spans = by_name(exporter.get_finished_spans())
+    for session in ("conc-x", "conc-y"):
+        run_span = spans[f"run {session}"]
+        steps = [spans[f"step {session}-{n}"] for n in "abc"]
+        assert [s.attributes["flow.step.number"] for s in steps] == [1, 2, 3]  # type: ignore[index]
+        assert all(s.parent is not None and s.parent.span_id == run_span.context.span_id for s in steps)
+        assert all(s.attributes["session.id"] == session for s in steps)  # type: ignore[index]
+
+
+def test_without_an_sdk_everything_is_a_no_op() -> None:
+    """With a no-op provider, run and step still return results and raise nothing."""
+    provider = trace.NoOpTracerProvider()
+    with run("r", session_id="s-noop", tracer_provider=provider) as r:
+        with step("n", tracer_provider=provider) as st:
+            st.state_after({"a": 1})
+            st.next("m")
+        r.response("ok")
+
+    @step("decorated", tracer_provider=provider)
+    async def coro() -> str:
+        return "done"
+
+    assert asyncio.run(coro()) == "done"
