@@ -74,6 +74,7 @@ class _FlowSpan:
         self._span: trace.Span | None = None
         self._cm: Any = None
         self._token: contextvars.Token[_FlowContext] | None = None
+        self._links: list[trace.Link] = []
 
     # --- what subclasses add at start --------------------------------------------------
     def _prepare(self) -> None:
@@ -86,7 +87,7 @@ class _FlowSpan:
             tracer = trace.get_tracer("tracetables.instrumentation", tracer_provider=self._provider)
             attrs = {k: v for k, v in self._attributes.items() if v is not None}
             attrs["flow.role"] = self._role
-            self._cm = tracer.start_as_current_span(self._name, attributes=attrs)
+            self._cm = tracer.start_as_current_span(self._name, attributes=attrs, links=self._links or None)
             self._span = self._cm.__enter__()
         except Exception as exc:
             _swallow(f"{self._role} start", exc)
@@ -144,6 +145,7 @@ class _FlowSpan:
         clone._span = None
         clone._cm = None
         clone._token = None
+        clone._links = []
         return clone
 
     def __call__(self, func: F) -> F:
