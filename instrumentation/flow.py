@@ -64,6 +64,7 @@ class _FlowSpan:
     """A span that is a context manager (sync and async) and a decorator."""
 
     _role = ""
+    _kind = trace.SpanKind.INTERNAL
 
     def __init__(self, name: str, attributes: dict[str, Any], tracer_provider: trace.TracerProvider | None,
                  size_limit: int) -> None:
@@ -87,8 +88,10 @@ class _FlowSpan:
             tracer = trace.get_tracer("tracetables.instrumentation", tracer_provider=self._provider)
             attrs = {k: v for k, v in self._attributes.items() if v is not None}
             attrs["flow.role"] = self._role
-            self._cm = tracer.start_as_current_span(self._name, attributes=attrs, links=self._links or None)
+            self._cm = tracer.start_as_current_span(self._name, kind=self._kind, attributes=attrs,
+                                                    links=self._links or None)
             self._span = self._cm.__enter__()
+            self._started(tracer)
         except Exception as exc:
             _swallow(f"{self._role} start", exc)
             self._cm = None
@@ -114,6 +117,9 @@ class _FlowSpan:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         self.__exit__(exc_type, exc, tb)
+
+    def _started(self, tracer: trace.Tracer) -> None:
+        """Runs once the span is current (inside the same try as the start)."""
 
     def _finish(self) -> None:
         """Set attributes known only at the end; runs inside a try."""
