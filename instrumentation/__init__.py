@@ -3,15 +3,19 @@
 Depends on ``opentelemetry-api`` only; without an SDK configured every call is a cheap
 no-op. Nothing here raises into the instrumented code. So far: :func:`run`,
 :func:`step`, :func:`call` (pending marker, attempts), :func:`action` (with provenance
-links) and :func:`event`; typed details, HTTP client helpers, log correlation and
-``configure`` are still to come.
+links), :func:`event`, log correlation (:class:`TraceContextFilter`,
+:func:`add_trace_context`) and :func:`configure`; typed details and HTTP client helpers
+are still to come.
 """
 
 from .calls import Call, call, next_attempt
-from .flow import Run, Step, next_step_number, run, step
+from .flow import Run, Step, current_flow, next_step_number, run, step
+from .logs import TraceContextFilter, add_trace_context
+from .setup import configure
 from .provenance import Action, ActionRef, Event, action, event
 
 __all__ = [
-    "Action", "ActionRef", "Call", "Event", "Run", "Step",
-    "action", "call", "event", "next_attempt", "next_step_number", "run", "step",
+    "Action", "ActionRef", "Call", "Event", "Run", "Step", "TraceContextFilter",
+    "action", "add_trace_context", "call", "configure", "current_flow", "event", "next_attempt",
+    "next_step_number", "run", "step",
 ]

@@ -36,6 +36,12 @@ class _FlowContext:
     conversation_id: str | None = None
     flow_id: str | None = None
     flow_version: str | None = None
+    node_id: str | None = None
+
+
+def current_flow() -> _FlowContext:
+    """The flow context of the caller: session, user, conversation, flow and node (if any)."""
+    return _current.get()
 
 
 _current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
@@ -228,6 +234,7 @@ class Step(_FlowSpan):
         ctx = _current.get()
         if self._session_id:
             ctx = replace(ctx, session_id=self._session_id)
+        self._token = _current.set(replace(ctx, node_id=self._attributes["flow.node.id"]))
         self._attributes.update(_context_attributes(ctx))
         if ctx.session_id:
             self._attributes["flow.step.number"] = next_step_number(ctx.session_id)
