@@ -29,6 +29,59 @@ def _fallback(value: Any) -> str:
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, check_circular=True)
+_SCAN_ITEMS = 2000
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _small(value: Any, budget: int) -> bool:
+    """Whether ``value`` surely encodes to about ``budget`` characters or fewer."""
+    if type(value) is dict and len(value) <= _SCAN_ITEMS:  # the usual state: a flat mapping
+        size = 0
+        for key, inner in value.items():
+            kind = type(inner)
+            if type(key) is not str:
+                return _small_nested(value, budget)
+            if kind is str:
+                size += len(inner) + len(key) + 6
+            elif kind in _SCALARS:
+                size += len(key) + 28
+            else:
+                return _small_nested(value, budget)
+        return size <= budget
+    return _small_nested(value, budget)
+
+
+def _small_nested(value: Any, budget: int) -> bool:
+    """Whether ``value`` surely encodes to about ``budget`` characters or fewer.
+
+    Walks at most ``_SCAN_ITEMS`` containers' items; strings and bytes count their length,
+    anything else a little. Small values take the C encoder at once; the rest go through
+    the incremental encoder, which stops at the limit.
+    """
+    stack = [value]
+    items = 0
+    size = 0
+    while stack:
+        item = stack.pop()
+        items += 1
+        if items > _SCAN_ITEMS:
+            return False
+        if isinstance(item, str | bytes):
+            size += len(item) + 2
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                size += len(key) + 4 if isinstance(key, str) else 24
+                stack.append(inner)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+            size += len(item)
+        else:
+            size += 24
+        if size > budget:
+            return False
+    return True
 
 
 def to_json(value: Any, limit: int = DEFAULT_LIMIT) -> str:
@@ -44,6 +97,8 @@ def to_json(value: Any, limit: int = DEFAULT_LIMIT) -> str:
                 value = value()
             except Exception as exc:  # the caller's state function failed: say so, do not raise
                 return json.dumps({"_tracetables_error": f"state callable raised {type(exc).__name__}"})
+        if _small(value, limit):
+            return _encoder.encode(value)  # the C encoder, for the common small state
         parts: list[str] = []
         size = 0
         for chunk in _encoder.iterencode(value):

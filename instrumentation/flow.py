@@ -15,6 +15,7 @@ import inspect
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -48,6 +49,20 @@ _current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("traceta
 _counters: dict[str, itertools.count[int]] = {}
 _counters_lock = threading.Lock()
 _warned: set[str] = set()
+
+
+_tracers: weakref.WeakKeyDictionary[trace.TracerProvider, trace.Tracer] = weakref.WeakKeyDictionary()
+_global_tracer = trace.get_tracer("tracetables.instrumentation")  # a proxy until an SDK is set
+
+
+def _tracer(provider: trace.TracerProvider | None) -> trace.Tracer:
+    """One tracer per provider: ``get_tracer`` per span would cost as much as the span."""
+    if provider is None:
+        return _global_tracer
+    tracer = _tracers.get(provider)
+    if tracer is None:
+        tracer = _tracers[provider] = trace.get_tracer("tracetables.instrumentation", tracer_provider=provider)
+    return tracer
 
 
 def next_step_number(session_id: str) -> int:
@@ -91,7 +106,7 @@ class _FlowSpan:
     def __enter__(self) -> _FlowSpan:
         try:
             self._prepare()
-            tracer = trace.get_tracer("tracetables.instrumentation", tracer_provider=self._provider)
+            tracer = _tracer(self._provider)
             attrs = {k: v for k, v in self._attributes.items() if v is not None}
             attrs["flow.role"] = self._role
             self._cm = tracer.start_as_current_span(self._name, kind=self._kind, attributes=attrs,

@@ -148,3 +148,18 @@ def test_without_an_sdk_everything_is_a_no_op() -> None:
         return "done"
 
     assert asyncio.run(coro()) == "done"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "a", 2: None}, {"a": {"b": [1, 2.5, None]}}, [1, "x", {"y": b"z"}], {"s": "q" * 70_000}, list(range(300_000))],
+    ids=["int-keys", "nested", "list-with-bytes", "long-string", "long-list"],
+)
+def test_to_json_matches_json_or_truncates(value: Any) -> None:
+    """Small values encode exactly as json.dumps would (repr for the unencodable); big ones are cut with a marker."""
+    out = to_json(value, limit=65_536)
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    if len(expected) <= 65_536:
+        assert out == expected
+    else:
+        assert json.loads(out)[TRUNCATED] is True
