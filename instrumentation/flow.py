@@ -10,6 +10,7 @@ the span as an error); failures inside this module are logged once and swallowed
 from __future__ import annotations
 
 import contextvars
+from collections import OrderedDict
 import functools
 import inspect
 import itertools
@@ -46,7 +47,8 @@ def current_flow() -> _FlowContext:
 
 
 _current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
-_counters: dict[str, itertools.count[int]] = {}
+_counters: OrderedDict[str, itertools.count[int]] = OrderedDict()
+_MAX_SESSIONS = 100_000  # counters of the least recently stepped sessions are forgotten past this
 _counters_lock = threading.Lock()
 _warned: set[str] = set()
 
@@ -71,6 +73,10 @@ def next_step_number(session_id: str) -> int:
         counter = _counters.get(session_id)
         if counter is None:
             counter = _counters[session_id] = itertools.count(1)
+            if len(_counters) > _MAX_SESSIONS:
+                _counters.popitem(last=False)
+        else:
+            _counters.move_to_end(session_id)
         return next(counter)
 
 

@@ -163,3 +163,15 @@ def test_to_json_matches_json_or_truncates(value: Any) -> None:
         assert out == expected
     else:
         assert json.loads(out)[TRUNCATED] is True
+
+
+def test_step_counters_forget_the_least_recent_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the session bound, the least recently stepped session's counter starts again; active ones keep counting."""
+    from tracetables.instrumentation import flow, next_step_number
+
+    monkeypatch.setattr(flow, "_MAX_SESSIONS", 3)
+    monkeypatch.setattr(flow, "_counters", flow.OrderedDict())
+    assert [next_step_number(s) for s in ("a", "b", "c", "a")] == [1, 1, 1, 2]
+    assert next_step_number("d") == 1  # evicts "b", the least recent
+    assert len(flow._counters) == 3  # noqa: SLF001
+    assert next_step_number("a") == 3 and next_step_number("b") == 1
