@@ -4,8 +4,8 @@ Depends on ``opentelemetry-api`` only; without an SDK configured every call is a
 no-op. Nothing here raises into the instrumented code. So far: :func:`run`,
 :func:`step`, :func:`call` (pending marker, attempts), :func:`action` (with provenance
 links), :func:`event`, log correlation (:class:`TraceContextFilter`,
-:func:`add_trace_context`) and :func:`configure`; typed details and HTTP client helpers
-are still to come.
+:func:`add_trace_context`), :func:`configure`, and typed execution details
+(:mod:`tracetables.instrumentation.details`); HTTP client helpers are still to come.
 """
 
 from .calls import Call, call, next_attempt
