@@ -5,17 +5,19 @@ no-op. Nothing here raises into the instrumented code. So far: :func:`run`,
 :func:`step`, :func:`call` (pending marker, attempts), :func:`action` (with provenance
 links), :func:`event`, log correlation (:class:`TraceContextFilter`,
 :func:`add_trace_context`), :func:`configure`, and typed execution details
-(:mod:`tracetables.instrumentation.details`); HTTP client helpers are still to come.
+(:mod:`tracetables.instrumentation.details`), and :func:`http_call` for ``requests`` /
+``httpx`` calls.
 """
 
 from .calls import Call, call, next_attempt
 from .flow import Run, Step, current_flow, next_step_number, run, step
+from .http import http_call
 from .logs import TraceContextFilter, add_trace_context
 from .setup import configure
 from .provenance import Action, ActionRef, Event, action, event
 
 __all__ = [
     "Action", "ActionRef", "Call", "Event", "Run", "Step", "TraceContextFilter",
-    "action", "add_trace_context", "call", "configure", "current_flow", "event", "next_attempt",
+    "action", "add_trace_context", "call", "configure", "current_flow", "event", "http_call", "next_attempt",
     "next_step_number", "run", "step",
 ]
