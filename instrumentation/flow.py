@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from opentelemetry import trace
 
@@ -109,7 +109,7 @@ class _FlowSpan:
         """Fill attributes that depend on the flow context; runs inside a try."""
 
     # --- span lifecycle ------------------------------------------------------------------
-    def __enter__(self) -> _FlowSpan:
+    def __enter__(self) -> Self:
         try:
             self._prepare()
             tracer = _tracer(self._provider)
@@ -138,7 +138,7 @@ class _FlowSpan:
         finally:
             self._restore()
 
-    async def __aenter__(self) -> _FlowSpan:
+    async def __aenter__(self) -> Self:
         return self.__enter__()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
