@@ -7,7 +7,9 @@
  * span or attribute. Every read is bounds-checked: malformed input raises ValueError,
  * never reads past the buffer.
  *
- *   encode(payload: bytes) -> (copy_data: bytes, rows: int, rejected: dict[int, int], reason: str)
+ *   encode(payload: bytes) -> (copy_data: bytes, rows: int, rejected: dict[int, int], reason: str, keys: bytes)
+ *
+ * keys: per stored span with 16/8-byte ids, trace_id + span_id + its role code (roles.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -354,6 +356,7 @@ static Slice find_service_name(Slice resource, int *found) {
 typedef struct {
     Buf *out;
     Buf tmp;
+    Buf keys;
     long rows;
     PyObject *rejected;  /* dict: resource index -> count */
     const char *reason;
@@ -426,6 +429,70 @@ static int json_events_or_links(Json *j, Slice span, uint32_t list_field, int is
     }
     buf_putc(j->out, ']');
     return 0;
+}
+
+/* ---------- roles: the rules table of roles.py, in the same order ---------- */
+
+enum { ROLE_NONE, ROLE_RUN, ROLE_STEP, ROLE_CALL, ROLE_CALL_PENDING, ROLE_ACTION, ROLE_EVENT, ROLE_RUN_PENDING };
+
+static int slice_is(Slice s, const char *lit) { size_t n = strlen(lit); return s.n == n && memcmp(s.p, lit, n) == 0; }
+
+/* An AnyValue's string (kind 1) or bool (kind 2); kind 0 for anything else. */
+static int anyvalue_scalar(Slice value, Slice *str, uint64_t *boolean) {
+    Reader r = reader_of(value);
+    uint32_t f; int wt; uint64_t num = 0; Slice s = {0};
+    int kind = 0;
+    while (r.p < r.end) {
+        if (read_field(&r, &f, &wt, &num, &s) < 0) return 0;
+        if (f == 1 && wt == 2) { kind = 1; *str = s; }
+        else if (f == 2 && wt == 0) { kind = 2; *boolean = num; }
+        else if (f >= 3 && f <= 7) kind = 0;
+    }
+    return kind;
+}
+
+static int classify(Slice span, uint64_t kind, Slice parent, uint64_t flags) {
+    Reader r = reader_of(span);
+    uint32_t f; int wt; uint64_t num = 0; Slice s = {0};
+    Slice flow_role = {0}, oi_kind = {0}, genai_op = {0};
+    int has_flow_role = 0, pending = 0, has_call_key = 0, has_oi = 0, has_genai = 0;
+    while (r.p < r.end) {
+        if (read_field(&r, &f, &wt, &num, &s) < 0) return ROLE_NONE;
+        if (f != 9 || wt != 2) continue;
+        Reader kr = reader_of(s);
+        Slice key = {0}, value = {0}, t; uint32_t kf; int kwt; uint64_t kn;
+        while (kr.p < kr.end) {
+            if (read_field(&kr, &kf, &kwt, &kn, &t) < 0) return ROLE_NONE;
+            if (kf == 1 && kwt == 2) key = t;
+            else if (kf == 2 && kwt == 2) value = t;
+        }
+        if (key.n < 9) continue;
+        if (slice_is(key, "http.request.method") || slice_is(key, "http.method") || slice_is(key, "rpc.system.name")
+            || slice_is(key, "rpc.system") || slice_is(key, "messaging.system")) { has_call_key = 1; continue; }
+        Slice str = {0}; uint64_t boolean = 0;
+        int vk = anyvalue_scalar(value, &str, &boolean);  /* a later entry for the same key replaces it */
+        if (slice_is(key, "flow.role")) { has_flow_role = vk == 1; flow_role = str; }
+        else if (slice_is(key, "flow.pending")) pending = vk == 2 && boolean;
+        else if (slice_is(key, "openinference.span.kind")) { has_oi = vk == 1; oi_kind = str; }
+        else if (slice_is(key, "gen_ai.operation.name")) { has_genai = vk == 1; genai_op = str; }
+    }
+    int run = has_flow_role && slice_is(flow_role, "run");
+    if (pending) return run ? ROLE_RUN_PENDING : ROLE_CALL_PENDING;
+    if (has_flow_role) {
+        if (run) return ROLE_RUN;
+        if (slice_is(flow_role, "step")) return ROLE_STEP;
+        if (slice_is(flow_role, "call")) return ROLE_CALL;
+        if (slice_is(flow_role, "action")) return ROLE_ACTION;
+        if (slice_is(flow_role, "event")) return ROLE_EVENT;
+    }
+    if ((kind == 3 || kind == 4) && has_call_key) return ROLE_CALL;
+    int agent = (has_oi && (slice_is(oi_kind, "AGENT") || slice_is(oi_kind, "CHAIN")))
+                || (has_genai && slice_is(genai_op, "invoke_agent"));
+    if (agent) {
+        int local_root = parent.n == 0 || (flags & 0x300) == 0x300;
+        return local_root ? ROLE_RUN : ROLE_STEP;
+    }
+    return ROLE_NONE;
 }
 
 /* One span -> one COPY row (or a refusal). */
@@ -522,6 +589,12 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     copy_bytes(b, scope_url);
     if (b->failed) { PyErr_NoMemory(); return -2; }
     c->rows++;
+    if (trace_id.n == 16 && span_id.n == 8) {
+        buf_put(&c->keys, trace_id.p, 16);
+        buf_put(&c->keys, span_id.p, 8);
+        buf_putc(&c->keys, (char)classify(span, kind, parent, flags));
+        if (c->keys.failed) { PyErr_NoMemory(); return -2; }
+    }
     return 0;
 }
 
@@ -565,7 +638,7 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     Buf out = {0};
-    Ctx c = {&out, {0}, 0, PyDict_New(), NULL, 0};
+    Ctx c = {&out, {0}, {0}, 0, PyDict_New(), NULL, 0};
     PyObject *result = NULL;
     int rc = 0;
     if (!c.rejected) goto done;
@@ -617,7 +690,8 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
         unsigned char trailer[2] = {0xff, 0xff};
         buf_put(&out, trailer, 2);
         if (out.failed) { PyErr_NoMemory(); goto done; }
-        result = Py_BuildValue("(y#lOs)", out.data, (Py_ssize_t)out.len, c.rows, c.rejected, c.reason ? c.reason : "");
+        result = Py_BuildValue("(y#lOsy#)", out.data, (Py_ssize_t)out.len, c.rows, c.rejected, c.reason ? c.reason : "",
+                               c.keys.data ? c.keys.data : "", (Py_ssize_t)c.keys.len);
     } else if (rc == -1) {
         PyErr_SetString(PyExc_ValueError, "malformed OTLP protobuf");
     }
@@ -625,13 +699,14 @@ done:
     Py_XDECREF(c.rejected);
     PyMem_Free(out.data);
     PyMem_Free(c.tmp.data);
+    PyMem_Free(c.keys.data);
     PyBuffer_Release(&view);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_O,
-     "encode(payload) -> (copy_data, rows, rejected, reason): ExportTraceServiceRequest bytes to a binary COPY stream."},
+     "encode(payload) -> (copy_data, rows, rejected, reason, keys): ExportTraceServiceRequest bytes to a binary COPY stream."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -60,6 +60,9 @@ class PostgresExporterConfig:
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     connect_timeout: timedelta = timedelta(seconds=5)
     migrate_on_start: bool = True
+    projections: bool = True
+    """Map spans with a role into the projection tables (steps, runs, calls, actions,
+    events) in the same transaction. Off, only ``spans`` is written."""
     encoding_workers: int = 0
     """Processes that turn spans into COPY data, off the event loop; 0 (the default)
     does it in-process. With the compiled encoder (≈ 2 µs a span) in-process is faster

@@ -51,12 +51,14 @@ class EncodedBatch:
         rows: how many rows it holds.
         rejected: per ``ResourceSpans`` index, spans that could not be stored.
         reason: why the first of those was refused.
+        keys: 25 bytes per stored span, its ids and role, for ``tt_project``.
     """
 
     data: bytes
     rows: int
     rejected: dict[int, int] = field(default_factory=dict)
     reason: str = ""
+    keys: bytes = b""
 
 
 def serialize(batch: SpanBatch) -> bytes:
@@ -76,8 +78,8 @@ def encode_request(payload: bytes) -> EncodedBatch:
     """
     if _fastrows is None:
         return encode_request_python(payload)
-    data, rows, rejected, reason = _fastrows.encode(payload)
-    return EncodedBatch(data, rows, rejected, reason)
+    data, rows, rejected, reason, keys = _fastrows.encode(payload)
+    return EncodedBatch(data, rows, rejected, reason, keys)
 
 
 def encode_request_python(payload: bytes) -> EncodedBatch:
@@ -92,7 +94,7 @@ def encode_request_python(payload: bytes) -> EncodedBatch:
         if data := formatter.write_row(row):
             chunks.append(data)
     chunks.append(formatter.end())
-    return EncodedBatch(b"".join(chunks), len(rowset.rows), rowset.rejected, rowset.reason)
+    return EncodedBatch(b"".join(chunks), len(rowset.rows), rowset.rejected, rowset.reason, bytes(rowset.keys))
 
 
 def _varint(n: int) -> bytes:

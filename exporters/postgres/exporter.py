@@ -13,7 +13,7 @@ from tracetables.collector.errors import PermanentError, RetryableError
 
 from ..base import ExportResult
 from .config import PostgresExporterConfig
-from .encoder import RowEncoder
+from .encoder import EncodedBatch, RowEncoder
 from .schema import migrate
 from .writer import SpanWriter
 
@@ -70,7 +70,7 @@ class PostgresExporter:
         await asyncio.to_thread(self._encoder.start)
         timeout = self._config.connect_timeout.total_seconds()
         for _ in range(self._config.sending_queue.num_consumers):
-            writer = SpanWriter(self._dsn, timeout)
+            writer = SpanWriter(self._dsn, timeout, self._config.projections)
             self._writers.append(writer)
             self._idle.put_nowait(writer)
 
@@ -84,7 +84,7 @@ class PostgresExporter:
             return result
         writer = await self._idle.get()
         try:
-            written = await self._write_with_retry(writer, encoded.data, encoded.rows)
+            written = await self._write_with_retry(writer, encoded)
             # Not `+= await …`: that reads the counter before the await and loses updates.
             self.spans_written += written
             self.transactions += 1
@@ -92,13 +92,13 @@ class PostgresExporter:
             self._idle.put_nowait(writer)
         return result
 
-    async def _write_with_retry(self, writer: SpanWriter, data: bytes, rows: int) -> int:
+    async def _write_with_retry(self, writer: SpanWriter, encoded: EncodedBatch) -> int:
         retry = self._config.retry_on_failure
         deadline = time.monotonic() + retry.max_elapsed_time.total_seconds()
         interval = retry.initial_interval.total_seconds()
         while True:
             try:
-                written = await writer.write(data, rows)
+                written = await writer.write(encoded.data, encoded.rows, encoded.keys)
             except PermanentError:
                 raise
             except RetryableError as exc:

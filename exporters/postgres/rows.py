@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from ._anyvalue import attributes_to_json
+from .roles import classify, facts_of, key_record
 
 # Column order of COPY. JSON columns travel in jsonb's binary input format (a version
 # byte, then the UTF-8 text), declared as bytea so psycopg sends the bytes untouched.
@@ -63,11 +64,13 @@ class RowSet:
         rows: one tuple per storable span, in :data:`COLUMNS` order.
         rejected: per ``ResourceSpans`` index, how many of its spans were refused.
         reason: why the first refused span was refused (no values, only the cause).
+        keys: per stored span, its ids and role (see ``roles.key_record``).
     """
 
     rows: list[Row] = field(default_factory=list)
     rejected: dict[int, int] = field(default_factory=dict)
     reason: str = ""
+    keys: bytearray = field(default_factory=bytearray)
 
 
 _JSONB_VERSION = b"\x01"
@@ -78,6 +81,7 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
     """Turn spans into rows; spans PostgreSQL cannot hold (NUL characters) are refused."""
     out = RowSet()
     rows = out.rows
+    keys = out.keys
     dumps = _dumps
     for index, rs in enumerate(resource_spans):
         resource = rs.resource
@@ -155,6 +159,8 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
                         scope_url,
                     )
                 )
+                role = classify(facts_of(span.kind, span.parent_span_id, span.flags, span.attributes))
+                keys += key_record(span.trace_id, span.span_id, role)
     return out
 
 

@@ -7,6 +7,9 @@ twice), the savepoint is rolled back and the rows go the careful way instead: CO
 a per-session temporary table, then one ``INSERT INTO spans … SELECT … ON CONFLICT DO
 NOTHING``. Spans are immutable, so a span delivered twice — in one batch or two, in any
 order — leaves the row it left the first time. There is no per-span round trip.
+
+Then, in the same transaction, ``tt_project(keys)`` (migrations/0003) maps the batch's
+spans with a role into the projection tables: one more statement per batch.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ INSERT_SQL = sql.SQL(
     "INSERT INTO spans ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (trace_id, span_id) DO NOTHING"
 ).format(cols=_COLUMN_LIST, stage=sql.Identifier(_STAGE))
 
+PROJECT_SQL = "SELECT tt_project(%b)"
+
 
 class SpanWriter:
     """Writes row sets over one connection, reconnecting after a failure.
@@ -49,15 +54,17 @@ class SpanWriter:
         fallbacks: writes that met an existing key and took the ON CONFLICT path.
     """
 
-    def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, dsn: str, connect_timeout: float = 5.0, projections: bool = True) -> None:
         self._dsn = dsn
+        self._projections = projections
         self._connect_timeout = connect_timeout
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self.fallbacks = 0
 
-    async def write(self, data: bytes, rows: int) -> int:
+    async def write(self, data: bytes, rows: int, keys: bytes = b"") -> int:
         """Write a binary COPY stream of ``rows`` rows in one transaction.
 
+        ``keys`` (the encoder's ids and roles) are projected in the same transaction.
         Returns the number of spans newly stored.
 
         Raises:
@@ -71,12 +78,15 @@ class SpanWriter:
                     try:
                         async with conn.transaction():  # a savepoint: undone alone on a duplicate
                             await _copy(cur, COPY_DIRECT_SQL, data)
-                        return rows
+                        written = rows
                     except errors.UniqueViolation:
                         self.fallbacks += 1
-                    await _copy(cur, COPY_STAGE_SQL, data)
-                    await cur.execute(INSERT_SQL)
-                    return cur.rowcount
+                        await _copy(cur, COPY_STAGE_SQL, data)
+                        await cur.execute(INSERT_SQL)
+                        written = cur.rowcount
+                    if keys and self._projections:
+                        await cur.execute(PROJECT_SQL, (keys,), prepare=True)
+                    return written
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise PermanentError(f"PostgreSQL refused the spans: {type(exc).__name__}: {_first_line(exc)}") from exc
         except psycopg.Error as exc:

@@ -49,10 +49,11 @@ def test_fastrows_equals_python_reference(request: ExportTraceServiceRequest, nu
     """Same COPY bytes, same row count, same refusals as build_rows + psycopg's formatter."""
     payload = _with_nuls(request, nul).SerializeToString()
     reference = encoder.encode_request_python(payload)
-    data, rows, rejected, reason = compiled().encode(payload)  # type: ignore[attr-defined]
+    data, rows, rejected, reason, keys = compiled().encode(payload)  # type: ignore[attr-defined]
     assert (rows, rejected) == (reference.rows, reference.rejected)
     assert reason == reference.reason
     assert data == reference.data
+    assert keys == reference.keys
 
 
 @settings(max_examples=300, deadline=None)
@@ -60,7 +61,7 @@ def test_fastrows_equals_python_reference(request: ExportTraceServiceRequest, nu
 def test_fastrows_garbage_raises_value_error_or_encodes(garbage: bytes) -> None:
     """Arbitrary bytes never crash the encoder: a ValueError, or a well-formed COPY stream."""
     try:
-        data, rows, _, _ = compiled().encode(garbage)  # type: ignore[attr-defined]
+        data, rows, _, _, _ = compiled().encode(garbage)  # type: ignore[attr-defined]
     except ValueError:
         return
     assert data.startswith(b"PGCOPY\n\xff\r\n\x00") and data.endswith(b"\xff\xff")
