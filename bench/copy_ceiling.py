@@ -22,7 +22,7 @@ import psycopg
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from psycopg import sql
 
-from otlp_payload import build_templates
+from mixed_payload import workload_templates
 from tracetables.exporters.postgres.rows import COLUMNS, COPY_TYPES, build_rows
 
 TABLE = "bench_copy_ceiling"
@@ -71,10 +71,10 @@ class CeilingResult:
 
 
 def row_bodies(plan: CopyPlan, spans_per_request: int, attributes: int, templates: int = 64,
-               seed: int = 2) -> list[Row]:
+               seed: int = 2, workload: str = "raw") -> list[Row]:
     """Rows without their (trace_id, span_id), ready for binary COPY into the ceiling table."""
     bodies: list[Row] = []
-    for tpl in build_templates(seed, templates, spans_per_request, attributes):
+    for tpl in workload_templates(workload, seed, templates, spans_per_request, attributes):
         request = ExportTraceServiceRequest.FromString(tpl.fresh())
         bodies.extend(row[2:] for row in build_rows(request.resource_spans).rows)
     return bodies

@@ -3,8 +3,9 @@
 Runs under a ``spawn`` multiprocessing context. One asyncio loop, one gRPC channel (one
 HTTP/2 connection, as an SDK exporter has), ``streams`` tasks each keeping one unary
 call in flight. Raw bytes go out (no serializer): every body is a pre-encoded template
-with fresh ids and times patched in (see ``otlp_payload``). The parent is told when
-the measured window opens and closes, so it can sample other processes' CPU.
+with fresh ids and times patched in (see ``otlp_payload``; ``mixed_payload`` for the
+mixed workload). The parent is told when the measured window opens and closes, so it
+can sample other processes' CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from multiprocessing.connection import Connection
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from otlp_payload import Template, build_templates
+from mixed_payload import workload_templates
+from otlp_payload import Template
 
 EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -30,6 +32,7 @@ class LoadSpec:
     attributes: int
     warmup: float
     duration: float
+    workload: str = "raw"  # mixed_payload.WORKLOADS
     templates: int = 64
     seed: int = 1
     call_timeout: float = 30.0
@@ -48,13 +51,16 @@ class LoadResult:
     total_acked_spans: int = 0  # every OK call, warm-up and tail included
     rejected_spans: int = 0  # partial_success.rejected_spans reported by the collector
     errors: dict[str, int] = field(default_factory=dict)  # gRPC status name -> calls (whole run)
+    acked_counts: dict[str, int] = field(default_factory=dict)  # Template.counts summed over OK calls (whole run)
     cpu_seconds_window: float = 0.0  # this process's CPU time during the window
+    bytes_per_span: float = 0.0  # encoded request size / spans, over the templates
 
 
 def run(spec: LoadSpec, conn: Connection) -> None:
     """Process entry point: sends ("ready",), ("window-start",), ("window-end",), then ("result", LoadResult)."""
     try:
-        templates = build_templates(spec.seed, spec.templates, spec.spans_per_request, spec.attributes)
+        templates = workload_templates(spec.workload, spec.seed, spec.templates, spec.spans_per_request,
+                                       spec.attributes)
         conn.send(("result", asyncio.run(_drive(spec, templates, conn))))
     except BaseException as exc:  # the parent reports it; nothing else would see it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -64,6 +70,7 @@ def run(spec: LoadSpec, conn: Connection) -> None:
 
 async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) -> LoadResult:
     result = LoadResult(window_seconds=spec.duration)
+    result.bytes_per_span = sum(len(t.body) for t in templates) / sum(t.span_count for t in templates)
     options = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{spec.port}", options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
@@ -73,12 +80,12 @@ async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) ->
         began = time.monotonic()
         window_start = began + spec.warmup
         window_end = window_start + spec.duration
-        spans_per_call = templates[0].span_count
 
         async def stream(index: int) -> None:
             n = index
             while time.monotonic() < window_end:  # no new call once the window has closed
-                body = templates[n % len(templates)].fresh()
+                template = templates[n % len(templates)]
+                body = template.fresh()
                 n += spec.streams
                 result.total_sent_requests += 1
                 sent = time.monotonic()
@@ -91,10 +98,12 @@ async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) ->
                     continue
                 done = time.monotonic()
                 rejected = ExportTraceServiceResponse.FromString(reply).partial_success.rejected_spans
-                acked = spans_per_call - rejected
+                acked = template.span_count - rejected
                 result.rejected_spans += rejected
                 result.total_ok_requests += 1
                 result.total_acked_spans += acked
+                for key, count in template.counts.items():  # exact only when nothing was rejected
+                    result.acked_counts[key] = result.acked_counts.get(key, 0) + count
                 if window_start <= done <= window_end:
                     result.window_ok_requests += 1
                     result.window_acked_spans += acked

@@ -1,12 +1,13 @@
 """Realistic OTLP trace requests, pre-encoded once and re-sent with fresh ids and times.
 
 A :class:`Template` is one encoded ``ExportTraceServiceRequest`` plus the byte offsets
-of every trace id, span id, parent span id and timestamp in it. :meth:`Template.fresh`
-copies the bytes and overwrites those fields in place (same lengths, so the protobuf
-framing stays valid): every request sent carries new random trace and span ids — so
-``ON CONFLICT DO NOTHING`` never drops a span as a duplicate — and times shifted to
-"now", while parent links inside a trace stay consistent. No protobuf encoding happens
-in the load loop.
+of every trace id, span id, parent span id, link trace/span id and timestamp in it.
+:meth:`Template.fresh` copies the bytes and overwrites those fields in place (same
+lengths, so the protobuf framing stays valid): every request sent carries new random
+trace and span ids — so ``ON CONFLICT DO NOTHING`` never drops a span as a duplicate —
+and times shifted to "now", while parent references and span links inside the request
+stay consistent. No protobuf encoding happens in the load loop. This module builds the
+``raw`` workload; ``mixed_payload`` the ``mixed`` one, with the same :class:`Template`.
 """
 
 from __future__ import annotations
@@ -115,16 +116,20 @@ class _Category:
     attrs: list[tuple[str, AttrGen]]
 
 
+DB_CATEGORY = _Category(Span.SPAN_KIND_CLIENT, ("opentelemetry.instrumentation.psycopg", "0.55b0"),
+                        lambda r: f"{r.choice(('SELECT', 'SELECT', 'INSERT', 'UPDATE'))} shop.{r.choice(TABLES)}",
+                        _DB_CLIENT)
+INTERNAL_CATEGORY = _Category(Span.SPAN_KIND_INTERNAL, ("shop.app", "2.14.1"),
+                              lambda r: r.choice(("cart.compute_total", "pricing.apply_discounts", "render template",
+                                                  "validate")),
+                              _INTERNAL)
 _CATEGORIES = (
-    _Category(Span.SPAN_KIND_CLIENT, ("opentelemetry.instrumentation.psycopg", "0.55b0"),
-              lambda r: f"{r.choice(('SELECT', 'SELECT', 'INSERT', 'UPDATE'))} shop.{r.choice(TABLES)}", _DB_CLIENT),
+    DB_CATEGORY,
     _Category(Span.SPAN_KIND_CLIENT, ("opentelemetry.instrumentation.httpx", "0.55b0"),
               lambda r: r.choice(("GET", "POST")), _HTTP_CLIENT),
     _Category(Span.SPAN_KIND_PRODUCER, ("opentelemetry.instrumentation.confluent_kafka", "0.55b0"),
               lambda r: f"send {r.choice(TOPICS)}", _MESSAGING),
-    _Category(Span.SPAN_KIND_INTERNAL, ("shop.app", "2.14.1"),
-              lambda r: r.choice(("cart.compute_total", "pricing.apply_discounts", "render template", "validate")),
-              _INTERNAL),
+    INTERNAL_CATEGORY,
 )
 _SERVER = _Category(Span.SPAN_KIND_SERVER, ("opentelemetry.instrumentation.asgi", "0.55b0"),
                     lambda r: "", _HTTP_SERVER)
@@ -198,6 +203,46 @@ def build_request(rng: random.Random, variant: int, spans: int, attributes: int,
     return request
 
 
+# Field numbers (opentelemetry/proto/trace/v1/trace.proto) of what a fresh copy rewrites.
+_SPAN_TRACE_ID, _SPAN_ID, _SPAN_PARENT_ID, _SPAN_START, _SPAN_END, _SPAN_EVENTS, _SPAN_LINKS = 1, 2, 4, 7, 8, 11, 13
+_EVENT_TIME = 1
+_LINK_TRACE_ID, _LINK_SPAN_ID = 1, 2
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """(field number, value start, value end) of each field of the message in ``buf[pos:end]``."""
+    out = []
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            start, (_, pos) = pos, _varint(buf, pos)
+        elif wire == 1:
+            start, pos = pos, pos + 8
+        elif wire == 2:
+            length, start = _varint(buf, pos)
+            pos = start + length
+        elif wire == 5:
+            start, pos = pos, pos + 4
+        else:
+            raise AssertionError(f"unexpected wire type {wire}")
+        out.append((key >> 3, start, pos))
+    if pos != end:
+        raise AssertionError("a field runs past the end of its message")
+    return out
+
+
 @dataclass
 class Template:
     """An encoded request and where its ids and times sit in the bytes."""
@@ -205,14 +250,20 @@ class Template:
     body: bytes
     span_count: int
     base_ns: int
-    trace_slots: list[list[int]] = field(default_factory=list)  # per trace: offsets of its id
-    span_slots: list[tuple[int, list[int]]] = field(default_factory=list)  # span id, children's parent refs
+    trace_slots: list[list[int]] = field(default_factory=list)  # per trace: offsets of its id (spans, links)
+    span_slots: list[tuple[int, list[int]]] = field(default_factory=list)  # span id, parent and link refs
     time_slots: list[tuple[int, int]] = field(default_factory=list)  # offset, template value
     random_bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # what the request holds, by role (mixed workload)
 
     @classmethod
     def from_request(cls, request: ExportTraceServiceRequest, base_ns: int) -> Template:
-        """Locate each span's encoding in order, then its fields inside it (a few hundred bytes)."""
+        """Locate each span's encoding in order, then walk its fields on the wire.
+
+        Trace ids and span ids are recorded wherever they occur: a span's own ids, its
+        parent span id, and each link's trace and span id (links must point at spans of
+        the same request, so that a fresh copy keeps them pointing there).
+        """
         body = request.SerializeToString()
         spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
         tpl = cls(body, len(spans), base_ns)
@@ -226,22 +277,31 @@ class Template:
             if at < 0:
                 raise AssertionError("a span's encoding is not found in the request's")
             pos = at + len(encoded)
-
-            def field_at(tag: bytes, value: bytes) -> int:
-                inner = encoded.find(tag + value)
-                if inner < 0 or encoded.find(tag + value, inner + 1) >= 0:
-                    raise AssertionError(f"field {tag.hex()} not found exactly once in a span")
-                return at + inner + len(tag)
-
-            traces.setdefault(s.trace_id, []).append(field_at(b"\x0a\x10", s.trace_id))
-            own[s.span_id] = field_at(b"\x12\x08", s.span_id)
-            if s.parent_span_id:
-                refs.setdefault(s.parent_span_id, []).append(field_at(b"\x22\x08", s.parent_span_id))
-            times = [(b"\x39", s.start_time_unix_nano), (b"\x41", s.end_time_unix_nano)]
-            for tag, ns in times + [(b"\x09", e.time_unix_nano) for e in s.events]:
-                tpl.time_slots.append((field_at(tag, struct.pack("<Q", ns)), ns))
+            for number, start, end in _fields(body, at, pos):
+                value = body[start:end]
+                if number == _SPAN_TRACE_ID:
+                    traces.setdefault(value, []).append(start)
+                elif number == _SPAN_ID:
+                    own[value] = start
+                elif number == _SPAN_PARENT_ID and value:
+                    refs.setdefault(value, []).append(start)
+                elif number in (_SPAN_START, _SPAN_END):
+                    tpl.time_slots.append((start, struct.unpack("<Q", value)[0]))
+                elif number == _SPAN_EVENTS:
+                    tpl.time_slots.extend((s2, struct.unpack("<Q", body[s2:e2])[0])
+                                          for n2, s2, e2 in _fields(body, start, end) if n2 == _EVENT_TIME)
+                elif number == _SPAN_LINKS:
+                    for n2, s2, e2 in _fields(body, start, end):
+                        if n2 == _LINK_TRACE_ID:
+                            traces.setdefault(body[s2:e2], []).append(s2)
+                        elif n2 == _LINK_SPAN_ID:
+                            refs.setdefault(body[s2:e2], []).append(s2)
         if set(refs) - set(own):
-            raise AssertionError("a parent span id is not a span of the request")
+            raise AssertionError("a parent or linked span id is not a span of the request")
+        if any(len(tid) != 16 for tid in traces) or any(len(sid) != 8 for sid in own):
+            raise AssertionError("a trace id or span id of an unexpected length")
+        if len(traces) != len({s.trace_id for s in spans}):
+            raise AssertionError("a link points into a trace with no span in the request")
         tpl.trace_slots = list(traces.values())
         tpl.span_slots = [(off, refs.get(sid, [])) for sid, off in own.items()]
         tpl.random_bytes = 16 * len(tpl.trace_slots) + 8 * len(tpl.span_slots)
@@ -275,18 +335,19 @@ def build_templates(seed: int, count: int, spans: int, attributes: int) -> list[
     rng = random.Random(seed)
     now = time.time_ns()
     templates = [Template.from_request(build_request(rng, i, spans, attributes, now), now) for i in range(count)]
-    _self_check(templates[0])
+    self_check(templates[0])
     return templates
 
 
-def _self_check(tpl: Template) -> None:
-    """Two fresh copies decode, keep the trace structure, and share no id."""
+def self_check(tpl: Template) -> None:
+    """Two fresh copies decode, keep the trace structure and links, and share no id."""
     a, b = (ExportTraceServiceRequest.FromString(tpl.fresh()) for _ in range(2))
     spans_a = [s for rs in a.resource_spans for ss in rs.scope_spans for s in ss.spans]
     spans_b = [s for rs in b.resource_spans for ss in rs.scope_spans for s in ss.spans]
-    ids_a = {s.span_id for s in spans_a}
+    ids_a = {s.span_id: s.trace_id for s in spans_a}
     assert len(spans_a) == tpl.span_count and len(ids_a) == tpl.span_count
-    assert not ids_a & {s.span_id for s in spans_b}
+    assert not ids_a.keys() & {s.span_id for s in spans_b}
     assert not {s.trace_id for s in spans_a} & {s.trace_id for s in spans_b}
-    assert all(not s.parent_span_id or s.parent_span_id in ids_a for s in spans_a)
+    assert all(not s.parent_span_id or ids_a.get(s.parent_span_id) == s.trace_id for s in spans_a)
+    assert all(ids_a.get(link.span_id) == link.trace_id for s in spans_a for link in s.links)
     assert all(abs(s.end_time_unix_nano - time.time_ns()) < 60 * 10**9 for s in spans_a)

@@ -23,13 +23,16 @@ def free_port() -> int:
 
 
 def collector_config(port: int, dsn: str, batch_timeout: str | None = None, num_consumers: int | None = None,
-                     encoding_workers: int | None = None) -> str:
+                     encoding_workers: int | None = None, projections: bool | None = None) -> str:
     """gRPC on loopback, no HTTP, the batch processor and postgres exporter on ``dsn``, with
-    project defaults unless ``batch_timeout`` / ``num_consumers`` are given (experiments)."""
+    project defaults unless ``batch_timeout`` / ``num_consumers`` / ``encoding_workers`` /
+    ``projections`` are given."""
     batch = f'{{timeout: "{batch_timeout}"}}' if batch_timeout else "{}"
     consumers = f"\n    sending_queue: {{num_consumers: {num_consumers}}}" if num_consumers else ""
     if encoding_workers is not None:
         consumers += f"\n    encoding_workers: {encoding_workers}"
+    if projections is not None:
+        consumers += f"\n    projections: {'true' if projections else 'false'}"
     quoted = '"' + dsn.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
     return f"""receivers:
   otlp:

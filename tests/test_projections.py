@@ -201,6 +201,21 @@ def test_action_chain_with_provenance(tracer: Tracer, conn: Conn) -> None:
         {"span_id": sid(play), "cause_span_id": sid(auth), "synchronization": "OnAuthSuccess"},
         {"span_id": sid(auth), "cause_span_id": sid(web), "synchronization": "OnWebRequest"},
     ]
+    # The seed's example: why did passage 42 play?
+    play_ids = (hexid(play.get_span_context().trace_id, 32), hexid(play.get_span_context().span_id))
+    chain = rows(conn, "SELECT depth, concept, action, synchronization, span_id FROM tt_causal_chain(%s, %s)", *play_ids)
+    assert [(c["depth"], c["concept"], c["action"], c["synchronization"]) for c in chain] == [
+        (0, "app://AudioPlayer", "play_passage", None),
+        (1, "app://Auth", "validate_token", "OnAuthSuccess"),
+        (2, "app://Web", "handle_request", "OnWebRequest"),
+    ]
+    assert chain[2]["span_id"] == hexid(web.get_span_context().span_id)
+    produced = rows(conn, "SELECT synchronization, cause_action FROM tt_producing_synchronization(%s, %s)", *play_ids)
+    assert produced == [{"synchronization": "OnAuthSuccess", "cause_action": "validate_token"}]
+    by_sync = rows(conn, "SELECT action, cause_span_id FROM tt_actions_by_synchronization('OnWebRequest')")
+    assert by_sync == [{"action": "validate_token", "cause_span_id": hexid(web.get_span_context().span_id)}]
+    assert [a["action_name"] for a in rows(conn, "SELECT * FROM tt_actions(concept_prefix => 'app://Aut')")] == [
+        "validate_token"]
     # Three top-level spans: three traces, one action each, linked across traces.
     summary = rows(conn, "SELECT flow_token, action_count, failed_actions FROM action_traces ORDER BY first_action_at")
     assert summary == [{"flow_token": a["flow_token"], "action_count": 1, "failed_actions": 0} for a in actions]
