@@ -225,6 +225,14 @@ class Run(_FlowSpan):
         if self._request is not None:
             self._attributes["flow.run.request"] = to_json(self._request, self._limit)
 
+    def _started(self, tracer: trace.Tracer) -> None:
+        # A zero-length start marker (flow.pending): the run shows as 'running' in
+        # execution_logs from its first step, long before its own span ends.
+        marker_attributes = {k: v for k, v in self._attributes.items() if v is not None}
+        marker_attributes.update({"flow.role": "run", "flow.pending": True})
+        marker = tracer.start_span(f"{self._name} started", kind=trace.SpanKind.INTERNAL, attributes=marker_attributes)
+        marker.end(end_time=getattr(marker, "start_time", None))
+
     def response(self, value: Any) -> None:
         """Record the run's response message (any JSON-able value)."""
         self._response = value

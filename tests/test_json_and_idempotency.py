@@ -130,10 +130,12 @@ def test_concurrent_requests_share_group_commits(dsn: str) -> None:
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.collector_harness import start_collector
+    from tests.collector_harness import BASE_CONFIG, start_collector
     from tracetables.exporters.postgres.exporter import PostgresExporter
 
-    collector = start_collector(dsn)
+    # A long batch timeout: the gathering is not cut while the requests trickle in, however
+    # slowly a loaded machine starts the 40 client threads.
+    collector = start_collector(dsn, BASE_CONFIG.replace("timeout: 20ms", "timeout: 30s"))
     try:
         batcher = collector.service.pipelines["traces"]._batcher  # noqa: SLF001
         assert batcher is not None

@@ -47,8 +47,19 @@ def test_call_retried_lands_as_attempts_with_pending_markers(
     assert (third["server.address"], third["session.id"], third["user.id"]) == ("n8n", "s-call", "u-1")
     markers = conn.execute(
         "SELECT encode(parent_span_id, 'hex'), start_time_unix_nano = end_time_unix_nano, attributes FROM spans"
-        " WHERE (attributes->>'flow.pending')::boolean"
+        " WHERE (attributes->>'flow.pending')::boolean AND attributes->>'flow.role' = 'call'"
     ).fetchall()
     assert sorted(m[0] for m in markers) == sorted(r[0] for r in calls)
     assert all(m[1] for m in markers)  # zero length
     assert sorted(m[2]["flow.call.attempt"] for m in markers) == [1, 2, 3]
+    # The projection: one communication_traces row per attempt, the pending rows replaced.
+    projected = conn.execute(
+        "SELECT encode(span_id, 'hex'), trace_key, attempt_number, overall_status, error_code, http_status_code,"
+        " destination_service, request_payload, response_payload, external_execution_id"
+        " FROM communication_traces ORDER BY attempt_number"
+    ).fetchall()
+    assert projected == [
+        (calls[0][0], "order-9", 1, "failed", "ConnectionRefusedError", None, "n8n", {"order": 9}, None, None),
+        (calls[1][0], "order-9", 2, "failed", "503", 503, "n8n", {"order": 9}, {"error": "busy"}, None),
+        (calls[2][0], "order-9", 3, "success", None, 200, "n8n", {"order": 9}, {"ok": True}, "exec-77"),
+    ]

@@ -50,7 +50,7 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
     provider.shutdown()
     rows = {
         name: attrs
-        for name, attrs in conn.execute("SELECT name, attributes FROM spans").fetchall()
+        for name, attrs in conn.execute("SELECT name, attributes FROM spans WHERE NOT attributes ? 'flow.pending'").fetchall()
     }
     assert set(rows) == {"conversation", "step ask_name", "step greet"}
     run_attrs, ask, greet = rows["conversation"], rows["step ask_name"], rows["step greet"]
@@ -65,6 +65,28 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
     assert json.loads(ask["flow.node.details"])["user_response"] == "Ada"
     assert (ask["flow.next_node.id"], ask["flow.connection.type"]) == ("greet", "default")
     assert greet["flow.step.number"] == ask["flow.step.number"] + 1
+    # The start marker: a zero-length child of the run.
+    (marker,) = conn.execute("SELECT name, start_time_unix_nano = end_time_unix_nano, attributes FROM spans"
+                             " WHERE attributes ? 'flow.pending'").fetchall()
+    assert marker[0] == "conversation started" and marker[1]
+    assert (marker[2]["flow.role"], marker[2]["flow.pending"], marker[2]["session.id"]) == ("run", True, "s-1")
+    # The projections.
+    (log,) = conn.execute(
+        "SELECT status, session_id, user_id, conversation_id, flow_id, request_message, response_message,"
+        " failed_nodes, step_count, jsonb_path_query_array(execution_trace, '$[*].node') FROM execution_logs"
+    ).fetchall()
+    assert log[:5] == ("completed", "s-1", "u-7", "c-3", "onboarding")
+    assert json.loads(log[5]) == {"text": "hi"} and json.loads(log[6]) == {"text": "Hello Ada"}
+    assert log[7:] == ([], 2, ["ask_name", "greet"])
+    steps = conn.execute(
+        "SELECT node_id, node_type, step_number, status, state_before, state_after, execution_details,"
+        " next_node_id, connection_type FROM flow_execution_steps ORDER BY step_number"
+    ).fetchall()
+    assert steps == [
+        ("ask_name", "question", ask["flow.step.number"], "completed", {"name": None}, {"name": "Ada"},
+         {"question_text": "What is your name?", "user_response": "Ada"}, "greet", "default"),
+        ("greet", "message", greet["flow.step.number"], "completed", {"name": "Ada"}, None, None, None, None),
+    ]
 
 
 def test_step_error_propagates_and_marks_the_span(memory: tuple[TracerProvider, InMemorySpanExporter]) -> None:

@@ -115,6 +115,8 @@ CREATE INDEX execution_logs_flow_time_idx ON execution_logs (flow_id, started_at
 CREATE INDEX execution_logs_user_time_idx ON execution_logs (user_id, started_at);
 CREATE INDEX execution_logs_session_time_idx ON execution_logs (session_id, started_at);
 CREATE INDEX execution_logs_failed_idx ON execution_logs (flow_id, started_at) WHERE status IN ('failed', 'partial');
+COMMENT ON COLUMN execution_logs.request_message IS
+    'The run''s request: text as sent; a JSON-encoded string is unquoted, other JSON is kept as JSON text.';
 COMMENT ON TABLE execution_logs IS
     'One row per run: request, response, status (running/completed/failed/partial), the steps in order, failed nodes.';
 

@@ -191,7 +191,8 @@ BEGIN
     SELECT DISTINCT ON (s.trace_id, s.span_id)
            s.trace_id, s.span_id, x."flow.id", x."flow.version", x."session.id",
            coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
-           coalesce(x."flow.run.request", x."input.value"), coalesce(x."flow.run.response", x."output.value"),
+           tt_json(coalesce(x."flow.run.request", x."input.value"), safe) #>> '{}',
+           tt_json(coalesce(x."flow.run.response", x."output.value"), safe) #>> '{}',
            CASE WHEN s.status_code = 2 THEN 'failed' ELSE 'completed' END,
            s.start_time, s.end_time, (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
            CASE WHEN s.status_code = 2 THEN 'error' ELSE 'ok' END,
@@ -217,7 +218,8 @@ BEGIN
         user_id, request_message, status, started_at, run_status)
     SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
            s.trace_id, s.parent_span_id, x."flow.id", x."flow.version", x."session.id",
-           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id", x."flow.run.request",
+           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
+           tt_json(x."flow.run.request", safe) #>> '{}',
            'running', s.start_time, 'running'
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
