@@ -10,10 +10,11 @@ from tracetables.exporters.debug import DebugExporter, DebugExporterConfig
 from tracetables.exporters.postgres.config import PostgresExporterConfig
 from tracetables.exporters.postgres.exporter import PostgresExporter
 
-from .config import CollectorConfig, component_type
+from .config import CollectorConfig
 from .consumer import Processor
 from .pipeline import FanOut, Pipeline
 from .processors.config import BatchProcessorConfig
+from .processors.registry import make_processor
 from .receivers.config import OtlpReceiverConfig
 from .receivers.otlp_grpc import OtlpGrpcReceiver
 from .receivers.otlp_http import OtlpHttpReceiver
@@ -44,6 +45,7 @@ class Service:
         used = {cid for p in config.service.pipelines.values() for cid in p.exporters}
         self.exporters: dict[str, Exporter] = {cid: _make_exporter(config.exporters[cid]) for cid in sorted(used)}
         self.pipelines: dict[str, Pipeline] = {}
+        self._processors: dict[str, Processor] = {}
         feeds: dict[str, list[Pipeline]] = {}
         for name, spec in config.service.pipelines.items():
             processors: list[Processor] = []
@@ -52,8 +54,11 @@ class Service:
                 pconf = config.processors[pid]
                 if isinstance(pconf, BatchProcessorConfig):
                     batch = pconf
-                else:  # pragma: no cover - every other processor type arrives with its issue
-                    raise TypeError(f"no processor for {component_type(pid)}")
+                else:
+                    processor = self._processors.get(pid)
+                    if processor is None:  # one instance per id, shared by the pipelines naming it
+                        processor = self._processors[pid] = make_processor(pconf)
+                    processors.append(processor)
             pipeline = Pipeline(name, processors, batch, [self.exporters[e] for e in spec.exporters])
             self.pipelines[name] = pipeline
             for rid in spec.receivers:
@@ -68,6 +73,7 @@ class Service:
             if rconf.protocols.http is not None:
                 self.receivers[f"{rid}/http"] = OtlpHttpReceiver(rconf.protocols.http, rconf.limits, consumer)
         self._started: list[str] = []
+        self._started_processors: list[str] = []
 
     async def start(self) -> None:
         """Start exporters, then receivers. On failure, what started is stopped again."""
@@ -75,6 +81,11 @@ class Service:
             for cid, exporter in self.exporters.items():
                 await exporter.start()
                 self._started.append(cid)
+            for pid, processor in self._processors.items():
+                start = getattr(processor, "start", None)
+                if start is not None:
+                    await start()
+                self._started_processors.append(pid)
             for receiver in self.receivers.values():
                 await receiver.start()
         except BaseException:
@@ -91,6 +102,14 @@ class Service:
             await receiver.stop(grace)
         for pipeline in self.pipelines.values():
             await pipeline.shutdown()
+        for pid in reversed(self._started_processors):
+            stop = getattr(self._processors[pid], "shutdown", None)
+            try:
+                if stop is not None:
+                    await stop()
+            except Exception:
+                logger.exception("processor %s failed to shut down", pid)
+        self._started_processors.clear()
         for cid in reversed(self._started):
             try:
                 await self.exporters[cid].shutdown()
