@@ -20,6 +20,9 @@ from tracetables.exporters.postgres.roles import Role, classify, facts_of
 
 PROJECTION_TABLES = ("flow_execution_steps", "execution_logs", "communication_traces", "action_records",
                      "provenance_edges", "event_traces")
+# The tables behind those views (0002_projections.sql), which TRUNCATE needs.
+STORAGE_TABLES = ("flow_step_rows", "execution_log_rows", "communication_rows", "action_rows", "provenance_edges",
+                  "event_rows")
 ROLE_NAMES = tuple(r.name.lower() for r in Role)  # none, run, step, call, call_pending, action, event, run_pending
 
 # One round trip, all counts; taken before the collector stops.
@@ -82,7 +85,7 @@ def table_counts(dsn: str) -> dict[str, int]:
 def truncate_all(dsn: str) -> None:
     """Empty ``spans`` and the six projection tables (one statement, one lock set)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE spans, {', '.join(PROJECTION_TABLES)}")
+        conn.execute(f"TRUNCATE spans, {', '.join(STORAGE_TABLES)}")
 
 
 def check(found: dict[str, int], acked: dict[str, int], projections: bool, exact: bool) -> list[tuple[str, bool]]:

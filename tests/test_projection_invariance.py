@@ -124,8 +124,8 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def reset(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE spans, execution_logs, flow_execution_steps, communication_traces,"
-                     " action_records, provenance_edges, event_traces")
+        conn.execute("TRUNCATE spans, execution_log_rows, flow_step_rows, communication_rows,"
+                     " action_rows, provenance_edges, event_rows")
 
 
 async def deliver(dsn: str, batches: list[list[Span]], writers: int) -> None:

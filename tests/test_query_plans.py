@@ -21,27 +21,27 @@ SELECT decode(lpad(to_hex(i / 10), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, 
        now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval, '{{}}', 'svc'
   FROM generate_series(1, {SPANS}) AS i;
 
-INSERT INTO flow_execution_steps (trace_id, span_id, session_id, node_id, step_number, status, started_at, completed_at)
+INSERT INTO flow_step_rows (trace_id, span_id, session_id, node_id, step_number, status, started_at, completed_at)
 SELECT decode(lpad(to_hex(i / 10), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'), 's' || (i / 10),
        'node' || (i % 7), i % 10, CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'completed' END,
        now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval
   FROM generate_series(1, {SPANS // 3}) AS i;
 
-INSERT INTO execution_logs (trace_id, span_id, flow_id, session_id, user_id, status, run_status, started_at,
-                            execution_trace)
+INSERT INTO execution_log_rows (trace_id, span_id, flow_id, session_id, user_id, status, run_status, started_at,
+                                execution_trace)
 SELECT decode(lpad(to_hex(i), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'), 'flow' || (i % 50),
        's' || i, 'u' || (i % 20000), (ARRAY['completed', 'failed', 'partial', 'running'])[1 + i % 4],
        'ok', now() - (i || ' minutes')::interval, '[{{"node": "a", "status": "completed"}}]'
   FROM generate_series(1, {SPANS // 10}) AS i;
 
-INSERT INTO communication_traces (trace_id, span_id, trace_key, execution_id, attempt_number, workflow_id,
+INSERT INTO communication_rows (trace_id, span_id, trace_key, execution_id, attempt_number, workflow_id,
                                   user_id, requested_at, overall_status)
 SELECT decode(lpad(to_hex(i / 3), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'), 'k' || (i / 3),
        to_hex(i / 3), 1 + i % 3, 'wf' || (i % 50), 'u' || (i % 20000), now() - (i || ' seconds')::interval,
        CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'success' END
   FROM generate_series(1, {SPANS // 5}) AS i;
 
-INSERT INTO action_records (trace_id, span_id, flow_token, concept, action_name, occurred_at, status)
+INSERT INTO action_rows (trace_id, span_id, flow_token, concept, action_name, occurred_at, status)
 SELECT decode(lpad(to_hex(i / 4), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'),
        lpad(to_hex(i / 4), 32, '0'), 'app://C' || (i % 100), 'a' || (i % 500),
        now() - (i || ' seconds')::interval, 'completed'
@@ -54,6 +54,8 @@ SELECT decode(lpad(to_hex(i / 4), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '
   FROM generate_series(2, {SPANS // 5}) AS i;
 """
 
+TRUNCATE = ("TRUNCATE spans, flow_step_rows, execution_log_rows, communication_rows, action_rows, provenance_edges,"
+            " event_rows")
 TRACE = "0" * 24 + format(5000 // 4, "08x")
 SPAN = format(5000, "016x")
 QUERIES = {
@@ -79,13 +81,11 @@ QUERIES = {
 @pytest.fixture(scope="module")
 def big_db(session_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     with psycopg.connect(session_dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE spans, flow_execution_steps, execution_logs, communication_traces, action_records,"
-                     " provenance_edges, event_traces")
+        conn.execute(TRUNCATE)
         conn.execute(FILL)
         conn.execute("ANALYZE")
         yield conn
-        conn.execute("TRUNCATE spans, flow_execution_steps, execution_logs, communication_traces, action_records,"
-                     " provenance_edges, event_traces")
+        conn.execute(TRUNCATE)
 
 
 def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:

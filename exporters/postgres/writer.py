@@ -102,6 +102,9 @@ class SpanWriter:
                 self._dsn, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
             )
             await conn.execute(STAGE_DDL)
+            # Projection statements are short and planned per session; JIT compiling them
+            # cost more than running them (bench/ingest, mixed workload).
+            await conn.execute("SET jit = off")
             self._conn = conn
         return self._conn
 

@@ -1,33 +1,45 @@
--- Projections: each span with a role (exporters/postgres/roles.py) also becomes a row of
--- the table for that role, written by tt_project() in the same transaction as the raw
--- spans. Every projection row carries (trace_id, span_id) back to spans, and every one
--- is a function of the spans stored — never of the order they came in — so duplicates
--- and reordering cannot change a table.
+-- Projections: each span with a role (exporters/postgres/roles.py) also becomes a row for
+-- that role, written by tt_project() in the same transaction as the raw spans. Every
+-- row carries (trace_id, span_id) back to spans, and every one is a function of the
+-- spans stored — never of the order they came in — so duplicates and reordering cannot
+-- change a table.
+--
+-- Storage: the projection rows hold the small, indexed columns (ids, session, node,
+-- status, times, errors). The bulky values — state snapshots, execution details,
+-- payloads, inputs and outputs — stay where they arrived, in spans.attributes, and the
+-- views named as DESIGN.md names the tables (flow_execution_steps, execution_logs, …)
+-- read them from there through the primary key. Copying them would double the bytes
+-- written per span and parse every JSON value twice; bench/ingest measured that as
+-- most of the projections' cost.
+
+-- jsonb of a few KB is compressed on write and decompressed on every read; lz4 does
+-- both several times faster than the default pglz.
+ALTER TABLE spans ALTER COLUMN attributes SET COMPRESSION lz4,
+                  ALTER COLUMN events SET COMPRESSION lz4,
+                  ALTER COLUMN links SET COMPRESSION lz4,
+                  ALTER COLUMN resource_attributes SET COMPRESSION lz4;
 
 -- ---------- helpers ----------
 
 -- An attribute value as jsonb: JSON text parses to its value, anything else stays a
--- JSON string. Structured values (state, payloads) travel as JSON strings. This fast
--- form raises on text that looks like JSON but is not; tt_project then redoes the
--- batch with tt_json_safe, which never raises.
-CREATE FUNCTION tt_json_fast(v text) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE
-        WHEN v IS NULL THEN NULL
-        WHEN v ~ '^\s*[[{"]' OR v ~ '^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)$' THEN v::jsonb
-        ELSE to_jsonb(v) END;
-
-CREATE FUNCTION tt_json_safe(v text) RETURNS jsonb
+-- JSON string. Never raises (text that looks like JSON but is not stays a string).
+CREATE FUNCTION tt_json(v text) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-    RETURN tt_json_fast(v);
+    IF v IS NULL THEN
+        RETURN NULL;
+    ELSIF v ~ '^\s*[[{"]' OR v ~ '^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)$' THEN
+        RETURN v::jsonb;
+    END IF;
+    RETURN to_jsonb(v);
 EXCEPTION WHEN OTHERS THEN
     RETURN to_jsonb(v);
 END $$;
 
-CREATE FUNCTION tt_json(v text, safe boolean) RETURNS jsonb
+-- A text attribute as it reads: a JSON-encoded string unquoted, other text unchanged.
+CREATE FUNCTION tt_text(v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN safe THEN tt_json_safe(v) ELSE tt_json_fast(v) END;
+    RETURN CASE WHEN v LIKE '"%"' THEN tt_json(v) #>> '{}' ELSE v END;
 
 -- Integer text → bigint, NULL for anything else (never raises).
 CREATE FUNCTION tt_int(v text) RETURNS bigint
@@ -44,50 +56,53 @@ CREATE FUNCTION tt_utc_text(t timestamptz) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
 
--- The last "exception" event's attributes, or NULL.
-CREATE FUNCTION tt_exception(events jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE WHEN events <> '[]'::jsonb THEN (
-        SELECT e.value -> 'attributes' FROM jsonb_array_elements(events) WITH ORDINALITY AS e(value, n)
-        WHERE e.value ->> 'name' = 'exception' ORDER BY e.n DESC LIMIT 1) END;
+-- ---------- steps ----------
 
--- ---------- flow_execution_steps: one row per step span ----------
-
-CREATE TABLE flow_execution_steps (
-    trace_id          bytea       NOT NULL,
-    span_id           bytea       NOT NULL,
-    parent_span_id    bytea,
-    session_id        text,
-    user_id           text,
-    flow_id           text,
-    flow_version      text,
-    node_id           text        NOT NULL,
-    node_type         text,
-    step_number       bigint,
-    status            text        NOT NULL CHECK (status IN ('completed', 'failed')),
-    state_before      jsonb,
-    state_after       jsonb,
-    execution_details jsonb,
-    connection_type   text,
-    next_node_id      text,
-    started_at        timestamptz,
-    completed_at      timestamptz,
-    duration_ms       double precision,
-    error_message     text,
-    error_details     jsonb,
+CREATE TABLE flow_step_rows (
+    trace_id        bytea       NOT NULL,
+    span_id         bytea       NOT NULL,
+    parent_span_id  bytea,
+    session_id      text,
+    user_id         text,
+    flow_id         text,
+    flow_version    text,
+    node_id         text        NOT NULL,
+    node_type       text,
+    step_number     bigint,
+    status          text        NOT NULL CHECK (status IN ('completed', 'failed')),
+    connection_type text,
+    next_node_id    text,
+    started_at      timestamptz,
+    completed_at    timestamptz,
+    duration_ms     double precision,
+    error_message   text,
+    error_details   jsonb,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX flow_execution_steps_session_step_idx ON flow_execution_steps (session_id, step_number);
-CREATE INDEX flow_execution_steps_session_time_idx ON flow_execution_steps (session_id, started_at)
-    WHERE status = 'completed';
-CREATE INDEX flow_execution_steps_session_error_idx ON flow_execution_steps (session_id, node_id)
-    WHERE status = 'failed';
-COMMENT ON TABLE flow_execution_steps IS
+CREATE INDEX flow_step_rows_session_step_idx ON flow_step_rows (session_id, step_number);
+CREATE INDEX flow_step_rows_session_time_idx ON flow_step_rows (session_id, started_at) WHERE status = 'completed';
+CREATE INDEX flow_step_rows_session_error_idx ON flow_step_rows (session_id, node_id) WHERE status = 'failed';
+
+CREATE VIEW flow_execution_steps AS
+SELECT f.trace_id, f.span_id, f.parent_span_id, f.session_id, f.user_id, f.flow_id, f.flow_version,
+       f.node_id, f.node_type, f.step_number, f.status,
+       tt_json(coalesce(s.attributes ->> 'flow.state.before',
+                        CASE WHEN s.attributes ? 'openinference.span.kind' THEN s.attributes ->> 'input.value' END))
+           AS state_before,
+       tt_json(coalesce(s.attributes ->> 'flow.state.after',
+                        CASE WHEN s.attributes ? 'openinference.span.kind' THEN s.attributes ->> 'output.value' END))
+           AS state_after,
+       tt_json(s.attributes ->> 'flow.node.details') AS execution_details,
+       f.connection_type, f.next_node_id, f.started_at, f.completed_at, f.duration_ms,
+       f.error_message, f.error_details
+  FROM flow_step_rows f
+  LEFT JOIN spans s ON s.trace_id = f.trace_id AND s.span_id = f.span_id;
+COMMENT ON VIEW flow_execution_steps IS
     'One row per step span: a node a flow visited, with state before/after and typed execution details.';
 
--- ---------- execution_logs: one row per run ----------
+-- ---------- runs ----------
 
-CREATE TABLE execution_logs (
+CREATE TABLE execution_log_rows (
     trace_id          bytea       NOT NULL,
     span_id           bytea       NOT NULL,
     flow_id           text,
@@ -95,8 +110,6 @@ CREATE TABLE execution_logs (
     session_id        text,
     conversation_id   text,
     user_id           text,
-    request_message   text,
-    response_message  text,
     status            text        NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'partial')),
     started_at        timestamptz,
     completed_at      timestamptz,
@@ -106,23 +119,35 @@ CREATE TABLE execution_logs (
     error_summary     text,
     step_count        integer     NOT NULL DEFAULT 0,
     -- From the run span alone: 'running' (only its start marker is stored), 'ok' or
-    -- 'error'; the columns above it that summarise steps are recomputed from the steps.
+    -- 'error'. status and the step summaries are recomputed from the steps.
     run_status        text        NOT NULL CHECK (run_status IN ('running', 'ok', 'error')),
     run_error         text,
+    -- The span holding the request while the run's own span is not stored: its marker.
+    request_span_id   bytea,
     PRIMARY KEY (trace_id, span_id)
-);
-CREATE INDEX execution_logs_flow_time_idx ON execution_logs (flow_id, started_at);
-CREATE INDEX execution_logs_user_time_idx ON execution_logs (user_id, started_at);
-CREATE INDEX execution_logs_session_time_idx ON execution_logs (session_id, started_at);
-CREATE INDEX execution_logs_failed_idx ON execution_logs (flow_id, started_at) WHERE status IN ('failed', 'partial');
-COMMENT ON COLUMN execution_logs.request_message IS
-    'The run''s request: text as sent; a JSON-encoded string is unquoted, other JSON is kept as JSON text.';
-COMMENT ON TABLE execution_logs IS
+) WITH (fillfactor = 70);  -- room on the page: the summary updates stay HOT (no index touched)
+CREATE INDEX execution_log_rows_flow_time_idx ON execution_log_rows (flow_id, started_at);
+CREATE INDEX execution_log_rows_user_time_idx ON execution_log_rows (user_id, started_at);
+CREATE INDEX execution_log_rows_session_time_idx ON execution_log_rows (session_id, started_at);
+-- No index may cover status or the summary columns: tt_summarize_runs rewrites them on
+-- every batch that touches the run, and an indexed column would cost each index an entry.
+
+CREATE VIEW execution_logs AS
+SELECT e.trace_id, e.span_id, e.flow_id, e.flow_version, e.session_id, e.conversation_id, e.user_id,
+       tt_text(coalesce(s.attributes ->> 'flow.run.request', s.attributes ->> 'input.value')) AS request_message,
+       tt_text(coalesce(s.attributes ->> 'flow.run.response', s.attributes ->> 'output.value')) AS response_message,
+       e.status, e.started_at, e.completed_at, e.total_duration_ms, e.execution_trace, e.failed_nodes,
+       e.error_summary, e.step_count, e.run_status, e.run_error
+  FROM execution_log_rows e
+  LEFT JOIN spans s ON s.trace_id = e.trace_id AND s.span_id = coalesce(e.request_span_id, e.span_id);
+COMMENT ON VIEW execution_logs IS
     'One row per run: request, response, status (running/completed/failed/partial), the steps in order, failed nodes.';
+COMMENT ON COLUMN execution_log_rows.status IS
+    'running (only the start marker is stored), completed, failed (the run span is an error), partial (it ended well but a step failed).';
 
--- ---------- communication_traces: one row per call attempt ----------
+-- ---------- calls ----------
 
-CREATE TABLE communication_traces (
+CREATE TABLE communication_rows (
     trace_id              bytea       NOT NULL,
     span_id               bytea       NOT NULL,
     trace_key             text        NOT NULL,
@@ -136,8 +161,6 @@ CREATE TABLE communication_traces (
     requested_at          timestamptz,
     responded_at          timestamptz,
     duration_ms           double precision,
-    request_payload       jsonb,
-    response_payload      jsonb,
     http_status_code      integer,
     overall_status        text        NOT NULL CHECK (overall_status IN ('pending', 'in_progress', 'success', 'failed')),
     error_code            text,
@@ -145,25 +168,31 @@ CREATE TABLE communication_traces (
     external_execution_id text,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX communication_traces_key_idx ON communication_traces (trace_key, attempt_number);
-CREATE INDEX communication_traces_failed_idx ON communication_traces (workflow_id, requested_at)
-    WHERE overall_status = 'failed';
-CREATE INDEX communication_traces_user_idx ON communication_traces (user_id, requested_at);
-COMMENT ON TABLE communication_traces IS
+CREATE INDEX communication_rows_key_idx ON communication_rows (trace_key, attempt_number);
+CREATE INDEX communication_rows_failed_idx ON communication_rows (workflow_id, requested_at) WHERE overall_status = 'failed';
+CREATE INDEX communication_rows_user_idx ON communication_rows (user_id, requested_at);
+
+CREATE VIEW communication_traces AS
+SELECT c.trace_id, c.span_id, c.trace_key, c.execution_id, c.attempt_number, c.source_service,
+       c.destination_service, c.workflow_id, c.action, c.user_id, c.requested_at, c.responded_at, c.duration_ms,
+       tt_json(s.attributes ->> 'flow.call.request') AS request_payload,
+       tt_json(s.attributes ->> 'flow.call.response') AS response_payload,
+       c.http_status_code, c.overall_status, c.error_code, c.error_detail, c.external_execution_id
+  FROM communication_rows c
+  LEFT JOIN spans s ON s.trace_id = c.trace_id AND s.span_id = c.span_id;
+COMMENT ON VIEW communication_traces IS
     'One row per outbound call attempt; trace_key groups the retries of one call. pending rows are replaced by the final span.';
-COMMENT ON COLUMN communication_traces.execution_id IS 'The flow token: the hex trace id the call ran in.';
+COMMENT ON COLUMN communication_rows.execution_id IS 'The flow token: the hex trace id the call ran in.';
 
 -- ---------- actions and provenance ----------
 
-CREATE TABLE action_records (
+CREATE TABLE action_rows (
     trace_id       bytea       NOT NULL,
     span_id        bytea       NOT NULL,
     parent_span_id bytea,
     flow_token     text        NOT NULL,
     concept        text,
     action_name    text        NOT NULL,
-    inputs         jsonb,
-    outputs        jsonb,
     occurred_at    timestamptz,
     completed_at   timestamptz,
     status         text        NOT NULL CHECK (status IN ('completed', 'failed')),
@@ -172,11 +201,19 @@ CREATE TABLE action_records (
     user_id        text,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX action_records_concept_idx ON action_records (concept text_pattern_ops, occurred_at);
-CREATE INDEX action_records_name_idx ON action_records (action_name, occurred_at);
-CREATE INDEX action_records_token_idx ON action_records (flow_token, occurred_at);
-CREATE INDEX action_records_time_idx ON action_records (occurred_at);
-COMMENT ON TABLE action_records IS 'One row per action span: concept URI, action name, inputs, outputs; flow_token is the hex trace id.';
+CREATE INDEX action_rows_concept_idx ON action_rows (concept text_pattern_ops, occurred_at);
+CREATE INDEX action_rows_name_idx ON action_rows (action_name, occurred_at);
+CREATE INDEX action_rows_token_idx ON action_rows (flow_token, occurred_at);
+CREATE INDEX action_rows_time_idx ON action_rows (occurred_at);
+
+CREATE VIEW action_records AS
+SELECT a.trace_id, a.span_id, a.parent_span_id, a.flow_token, a.concept, a.action_name,
+       tt_json(s.attributes ->> 'flow.action.inputs') AS inputs,
+       tt_json(s.attributes ->> 'flow.action.outputs') AS outputs,
+       a.occurred_at, a.completed_at, a.status, a.error_message, a.session_id, a.user_id
+  FROM action_rows a
+  LEFT JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id;
+COMMENT ON VIEW action_records IS 'One row per action span: concept URI, action name, inputs, outputs; flow_token is the hex trace id.';
 
 CREATE TABLE provenance_edges (
     trace_id        bytea NOT NULL,  -- the action caused
@@ -198,22 +235,28 @@ SELECT flow_token,
        min(occurred_at) AS first_action_at,
        max(coalesce(completed_at, occurred_at)) AS last_action_at,
        count(*) FILTER (WHERE status = 'failed') AS failed_actions
-FROM action_records GROUP BY flow_token, trace_id;
+FROM action_rows GROUP BY flow_token, trace_id;
 COMMENT ON VIEW action_traces IS 'Per flow token (trace): its actions, first and last, failures.';
 
--- ---------- event_traces: the replay store ----------
+-- ---------- events: the replay store ----------
 
-CREATE TABLE event_traces (
-    trace_id         bytea       NOT NULL,
-    span_id          bytea       NOT NULL,
-    person_id        text,
-    session_id       text,
-    event_type       text        NOT NULL,
-    event_data       jsonb,
-    context_snapshot jsonb,
-    occurred_at      timestamptz,
+CREATE TABLE event_rows (
+    trace_id    bytea       NOT NULL,
+    span_id     bytea       NOT NULL,
+    person_id   text,
+    session_id  text,
+    event_type  text        NOT NULL,
+    occurred_at timestamptz,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX event_traces_session_idx ON event_traces (session_id, occurred_at);
-CREATE INDEX event_traces_person_idx ON event_traces (person_id, occurred_at);
-COMMENT ON TABLE event_traces IS 'The replay store: one row per event span (person = user.id).';
+CREATE INDEX event_rows_session_idx ON event_rows (session_id, occurred_at);
+CREATE INDEX event_rows_person_idx ON event_rows (person_id, occurred_at);
+
+CREATE VIEW event_traces AS
+SELECT e.trace_id, e.span_id, e.person_id, e.session_id, e.event_type,
+       tt_json(s.attributes ->> 'flow.event.data') AS event_data,
+       tt_json(s.attributes ->> 'flow.context.snapshot') AS context_snapshot,
+       e.occurred_at
+  FROM event_rows e
+  LEFT JOIN spans s ON s.trace_id = e.trace_id AND s.span_id = e.span_id;
+COMMENT ON VIEW event_traces IS 'The replay store: one row per event span (person = user.id).';

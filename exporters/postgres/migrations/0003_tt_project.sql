@@ -5,35 +5,38 @@
 -- marker, 5 action, 6 event, 7 run start marker). The exporter calls it in the same
 -- transaction as the COPY into spans, once per batch: no per-span round trip.
 --
+-- Only small columns are written (see 0002): no JSON value is parsed here, except an
+-- OpenInference span's metadata, and no bulky value is copied.
+--
 -- Order invariance: per-span rows depend on their span alone (a pending call row gives
 -- way to the final span's, never the reverse). A run's summary (status, execution
 -- trace, failed nodes) is recomputed from every stored span of its trace whenever the
 -- batch touches that trace, under a per-trace advisory lock taken in sorted order, so
 -- concurrent writers cannot each miss the other's spans.
 
-CREATE FUNCTION tt_project_batch(keys bytea, safe boolean) RETURNS void
+CREATE FUNCTION tt_project(keys bytea) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
-    n       integer := octet_length(keys) / 25;
-    t_ids   bytea[];
-    s_ids   bytea[];
-    roles   integer[];
-    traces  bytea[];
+    n        integer := octet_length(keys) / 25;
+    t_ids    bytea[];
+    s_ids    bytea[];
+    roles    integer[];
+    traces   bytea[];
     lock_key integer;
 BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
     SELECT array_agg(substr(keys, i * 25 + 1, 16)), array_agg(substr(keys, i * 25 + 17, 8)),
            array_agg(get_byte(keys, i * 25 + 24))
       INTO t_ids, s_ids, roles
       FROM generate_series(0, n - 1) AS i;
-    IF n = 0 THEN
-        RETURN;
-    END IF;
 
     -- Steps. An OpenInference span below a LangGraph node (a branch function, an inner
     -- runnable) names that node in its metadata: it is part of the node's visit, not a step.
-    INSERT INTO flow_execution_steps (trace_id, span_id, parent_span_id, session_id, user_id, flow_id,
-        flow_version, node_id, node_type, step_number, status, state_before, state_after, execution_details,
-        connection_type, next_node_id, started_at, completed_at, duration_ms, error_message, error_details)
+    INSERT INTO flow_step_rows (trace_id, span_id, parent_span_id, session_id, user_id, flow_id, flow_version,
+        node_id, node_type, step_number, status, connection_type, next_node_id, started_at, completed_at,
+        duration_ms, error_message, error_details)
     SELECT s.trace_id, s.span_id, s.parent_span_id,
            coalesce(x."session.id", x."gen_ai.conversation.id"), x."user.id", x."flow.id", x."flow.version",
            coalesce(x."flow.node.id", m.meta ->> 'langgraph_node', x."gen_ai.agent.name", s.name),
@@ -41,37 +44,35 @@ BEGIN
                     CASE WHEN x."gen_ai.operation.name" IS NOT NULL THEN 'agent' END),
            coalesce(tt_int(x."flow.step.number"), tt_int(m.meta ->> 'langgraph_step')),
            CASE WHEN s.status_code = 2 THEN 'failed' ELSE 'completed' END,
-           tt_json(coalesce(x."flow.state.before", x."input.value"), safe),
-           tt_json(coalesce(x."flow.state.after", x."output.value"), safe),
-           tt_json(x."flow.node.details", safe),
            x."flow.connection.type", x."flow.next_node.id",
            s.start_time, s.end_time, (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
-           CASE WHEN s.status_code = 2 THEN coalesce(ex ->> 'exception.message', nullif(s.status_message, ''), 'failed') END,
-           CASE WHEN ex IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
-               'type', ex ->> 'exception.type', 'message', ex ->> 'exception.message',
-               'stacktrace', ex ->> 'exception.stacktrace', 'status_message', nullif(s.status_message, '')))
+           CASE WHEN s.status_code = 2 THEN coalesce(ex.a ->> 'exception.message', nullif(s.status_message, ''), 'failed') END,
+           CASE WHEN ex.a IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+               'type', ex.a ->> 'exception.type', 'message', ex.a ->> 'exception.message',
+               'stacktrace', ex.a ->> 'exception.stacktrace', 'status_message', nullif(s.status_message, '')))
                WHEN s.status_code = 2 THEN jsonb_build_object('status_message', s.status_message) END
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
            "session.id" text, "gen_ai.conversation.id" text, "user.id" text, "flow.id" text, "flow.version" text,
            "flow.role" text, "flow.node.id" text, "flow.node.type" text, "flow.step.number" text,
-           "flow.state.before" text, "flow.state.after" text, "flow.node.details" text,
-           "flow.connection.type" text, "flow.next_node.id" text, "input.value" text, "output.value" text,
+           "flow.connection.type" text, "flow.next_node.id" text,
            "openinference.span.kind" text, "gen_ai.operation.name" text, "gen_ai.agent.name" text, metadata text)
      CROSS JOIN LATERAL (SELECT CASE WHEN x.metadata IS NOT NULL AND x."flow.role" IS NULL
-                                     THEN tt_json(x.metadata, safe) END AS meta) AS m
-     CROSS JOIN LATERAL tt_exception(s.events) AS ex
+                                     THEN tt_json(x.metadata) END AS meta) AS m
+      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
+                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
+                          WHERE s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
+                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
      WHERE k.role = 2
        AND NOT coalesce(jsonb_typeof(m.meta) = 'object' AND m.meta ->> 'langgraph_node' <> s.name, false)
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
 
     -- Calls: the final span of an attempt, replacing its pending row if one came first.
-    INSERT INTO communication_traces AS c (trace_id, span_id, trace_key, execution_id, attempt_number,
+    INSERT INTO communication_rows AS c (trace_id, span_id, trace_key, execution_id, attempt_number,
         source_service, destination_service, workflow_id, action, user_id, requested_at, responded_at,
-        duration_ms, request_payload, response_payload, http_status_code, overall_status, error_code,
-        error_detail, external_execution_id)
+        duration_ms, http_status_code, overall_status, error_code, error_detail, external_execution_id)
     SELECT DISTINCT ON (s.trace_id, s.span_id)
            s.trace_id, s.span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')), encode(s.trace_id, 'hex'),
            coalesce(tt_int(x."flow.call.attempt"), tt_int(x."http.request.resend_count") + 1, 1),
@@ -80,24 +81,26 @@ BEGIN
                     tt_url_host(coalesce(x."url.full", x."http.url"))),
            x."flow.id", s.name, x."user.id", s.start_time, s.end_time,
            (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
-           tt_json(x."flow.call.request", safe), tt_json(x."flow.call.response", safe),
            h.code,
-           CASE WHEN s.status_code = 2 OR h.code >= 400 THEN 'failed' ELSE 'success' END,
-           CASE WHEN s.status_code = 2 OR h.code >= 400 THEN
-               coalesce(x."error.type", CASE WHEN h.code >= 400 THEN h.code::text END, ex ->> 'exception.type', 'error') END,
-           CASE WHEN s.status_code = 2 OR h.code >= 400 THEN
-               coalesce(nullif(s.status_message, ''), ex ->> 'exception.message') END,
+           CASE WHEN h.failed THEN 'failed' ELSE 'success' END,
+           CASE WHEN h.failed THEN
+               coalesce(x."error.type", CASE WHEN h.code >= 400 THEN h.code::text END, ex.a ->> 'exception.type', 'error') END,
+           CASE WHEN h.failed THEN coalesce(nullif(s.status_message, ''), ex.a ->> 'exception.message') END,
            x."flow.call.external_id"
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
            "flow.call.key" text, "flow.call.attempt" text, "http.request.resend_count" text,
            "server.address" text, "service.peer.name" text, "peer.service" text, "net.peer.name" text,
-           "url.full" text, "http.url" text, "flow.id" text, "user.id" text, "flow.call.request" text,
-           "flow.call.response" text, "http.response.status_code" text, "http.status_code" text,
+           "url.full" text, "http.url" text, "flow.id" text, "user.id" text,
+           "http.response.status_code" text, "http.status_code" text,
            "error.type" text, "flow.call.external_id" text)
-     CROSS JOIN LATERAL (SELECT coalesce(tt_int(x."http.response.status_code"), tt_int(x."http.status_code"))::integer AS code) AS h
-     CROSS JOIN LATERAL tt_exception(s.events) AS ex
+     CROSS JOIN LATERAL (SELECT code, s.status_code = 2 OR code >= 400 AS failed FROM (SELECT
+               coalesce(tt_int(x."http.response.status_code"), tt_int(x."http.status_code"))::integer AS code) AS c0) AS h
+      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
+                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
+                          WHERE h.failed AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
+                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
      WHERE k.role = 3
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO UPDATE SET
@@ -106,14 +109,13 @@ BEGIN
         destination_service = excluded.destination_service, workflow_id = excluded.workflow_id,
         action = excluded.action, user_id = excluded.user_id, requested_at = excluded.requested_at,
         responded_at = excluded.responded_at, duration_ms = excluded.duration_ms,
-        request_payload = excluded.request_payload, response_payload = excluded.response_payload,
         http_status_code = excluded.http_status_code, overall_status = excluded.overall_status,
         error_code = excluded.error_code, error_detail = excluded.error_detail,
         external_execution_id = excluded.external_execution_id
       WHERE c.overall_status = 'pending';
 
     -- Pending markers: a pending row for the marker's parent, unless its final span is stored.
-    INSERT INTO communication_traces (trace_id, span_id, trace_key, execution_id, attempt_number,
+    INSERT INTO communication_rows (trace_id, span_id, trace_key, execution_id, attempt_number,
         source_service, workflow_id, action, user_id, requested_at, overall_status)
     SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
            s.trace_id, s.parent_span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')),
@@ -128,20 +130,17 @@ BEGIN
     ON CONFLICT (trace_id, span_id) DO NOTHING;
 
     -- Actions, and one provenance edge per link.
-    INSERT INTO action_records (trace_id, span_id, parent_span_id, flow_token, concept, action_name, inputs,
-        outputs, occurred_at, completed_at, status, error_message, session_id, user_id)
+    INSERT INTO action_rows (trace_id, span_id, parent_span_id, flow_token, concept, action_name,
+        occurred_at, completed_at, status, error_message, session_id, user_id)
     SELECT s.trace_id, s.span_id, s.parent_span_id, encode(s.trace_id, 'hex'), x."flow.action.concept",
-           coalesce(x."flow.action.name", s.name),
-           tt_json(x."flow.action.inputs", safe), tt_json(x."flow.action.outputs", safe),
-           s.start_time, s.end_time,
+           coalesce(x."flow.action.name", s.name), s.start_time, s.end_time,
            CASE WHEN s.status_code = 2 THEN 'failed' ELSE 'completed' END,
            CASE WHEN s.status_code = 2 THEN coalesce(nullif(s.status_message, ''), 'failed') END,
            x."session.id", x."user.id"
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.action.concept" text, "flow.action.name" text, "flow.action.inputs" text,
-           "flow.action.outputs" text, "session.id" text, "user.id" text)
+           "flow.action.concept" text, "flow.action.name" text, "session.id" text, "user.id" text)
      WHERE k.role = 5
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
@@ -157,15 +156,11 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     -- Replay events.
-    INSERT INTO event_traces (trace_id, span_id, person_id, session_id, event_type, event_data,
-        context_snapshot, occurred_at)
-    SELECT s.trace_id, s.span_id, x."user.id", x."session.id", coalesce(x."flow.event.type", s.name),
-           tt_json(x."flow.event.data", safe), tt_json(x."flow.context.snapshot", safe), s.start_time
+    INSERT INTO event_rows (trace_id, span_id, person_id, session_id, event_type, occurred_at)
+    SELECT s.trace_id, s.span_id, x."user.id", x."session.id", coalesce(x."flow.event.type", s.name), s.start_time
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
-     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "user.id" text, "session.id" text, "flow.event.type" text, "flow.event.data" text,
-           "flow.context.snapshot" text)
+     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x("user.id" text, "session.id" text, "flow.event.type" text)
      WHERE k.role = 6
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
@@ -176,7 +171,7 @@ BEGIN
     SELECT array_agg(DISTINCT t) INTO traces FROM (
         SELECT k.trace_id AS t FROM unnest(t_ids, roles) AS k(trace_id, role) WHERE k.role IN (1, 2, 7)
         UNION
-        SELECT e.trace_id FROM execution_logs e WHERE e.trace_id = ANY (t_ids)) AS touched;
+        SELECT e.trace_id FROM execution_log_rows e WHERE e.trace_id = ANY (t_ids)) AS touched;
     IF traces IS NULL THEN
         RETURN;
     END IF;
@@ -185,47 +180,44 @@ BEGIN
         PERFORM pg_advisory_xact_lock(1953759233, lock_key);  -- 0x74740001: "tt", lock space 1
     END LOOP;
 
-    INSERT INTO execution_logs AS e (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
-        user_id, request_message, response_message, status, started_at, completed_at, total_duration_ms,
-        run_status, run_error)
+    INSERT INTO execution_log_rows AS e (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
+        user_id, status, started_at, completed_at, total_duration_ms, run_status, run_error, request_span_id)
     SELECT DISTINCT ON (s.trace_id, s.span_id)
            s.trace_id, s.span_id, x."flow.id", x."flow.version", x."session.id",
            coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
-           tt_json(coalesce(x."flow.run.request", x."input.value"), safe) #>> '{}',
-           tt_json(coalesce(x."flow.run.response", x."output.value"), safe) #>> '{}',
            CASE WHEN s.status_code = 2 THEN 'failed' ELSE 'completed' END,
            s.start_time, s.end_time, (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
            CASE WHEN s.status_code = 2 THEN 'error' ELSE 'ok' END,
-           CASE WHEN s.status_code = 2 THEN coalesce(ex ->> 'exception.message', nullif(s.status_message, ''), 'failed') END
+           CASE WHEN s.status_code = 2 THEN coalesce(ex.a ->> 'exception.message', nullif(s.status_message, ''), 'failed') END,
+           NULL
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text,
-           "flow.run.request" text, "flow.run.response" text, "input.value" text, "output.value" text)
-     CROSS JOIN LATERAL tt_exception(s.events) AS ex
+           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
+      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
+                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
+                          WHERE s.status_code = 2 AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
+                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
      WHERE k.role = 1
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO UPDATE SET
         flow_id = excluded.flow_id, flow_version = excluded.flow_version, session_id = excluded.session_id,
         conversation_id = excluded.conversation_id, user_id = excluded.user_id,
-        request_message = excluded.request_message, response_message = excluded.response_message,
         started_at = excluded.started_at, completed_at = excluded.completed_at,
         total_duration_ms = excluded.total_duration_ms, run_status = excluded.run_status,
-        run_error = excluded.run_error;
+        run_error = excluded.run_error, request_span_id = NULL;
 
     -- A run's start marker: a running row for the marker's parent, until the run's span comes.
-    INSERT INTO execution_logs (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
-        user_id, request_message, status, started_at, run_status)
+    INSERT INTO execution_log_rows (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
+        user_id, status, started_at, run_status, request_span_id)
     SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
            s.trace_id, s.parent_span_id, x."flow.id", x."flow.version", x."session.id",
            coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
-           tt_json(x."flow.run.request", safe) #>> '{}',
-           'running', s.start_time, 'running'
+           'running', s.start_time, 'running', s.span_id
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text,
-           "user.id" text, "flow.run.request" text)
+           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
      WHERE k.role = 7 AND octet_length(s.parent_span_id) = 8
      ORDER BY s.trace_id, s.parent_span_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
@@ -234,14 +226,15 @@ BEGIN
 END $$;
 
 -- Recompute the step summaries of every run in the given traces from what is stored. A
--- step belongs to its nearest ancestor run; a run inside a run starts its own.
+-- step belongs to its nearest ancestor run; a run inside a run starts its own. Every
+-- table is read through its primary key's trace_id prefix, never whole.
 CREATE FUNCTION tt_summarize_runs(traces bytea[]) RETURNS void
     LANGUAGE sql AS $$
 WITH RECURSIVE
-runs AS (
-    SELECT e.trace_id, e.span_id FROM execution_logs e WHERE e.trace_id = ANY (traces)
+runs AS MATERIALIZED (
+    SELECT e.trace_id, e.span_id FROM execution_log_rows e WHERE e.trace_id = ANY (traces)
 ),
-tree AS (
+tree AS MATERIALIZED (
     SELECT s.trace_id, s.span_id, s.parent_span_id FROM spans s WHERE s.trace_id = ANY (traces)
 ),
 below (trace_id, run_id, span_id) AS (
@@ -250,6 +243,9 @@ below (trace_id, run_id, span_id) AS (
     SELECT b.trace_id, b.run_id, t.span_id
       FROM below b JOIN tree t ON t.trace_id = b.trace_id AND t.parent_span_id = b.span_id
      WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.trace_id = t.trace_id AND r.span_id = t.span_id)
+),
+step_rows AS MATERIALIZED (
+    SELECT f.* FROM flow_step_rows f WHERE f.trace_id = ANY (traces)
 ),
 steps AS (
     SELECT b.trace_id, b.run_id,
@@ -265,11 +261,11 @@ steps AS (
                FILTER (WHERE f.status = 'failed') AS step_errors,
            count(*)::integer AS step_count
       FROM below b
-      JOIN flow_execution_steps f ON f.trace_id = b.trace_id AND f.span_id = b.span_id
+      JOIN step_rows f ON f.trace_id = b.trace_id AND f.span_id = b.span_id
      WHERE b.span_id <> b.run_id
      GROUP BY b.trace_id, b.run_id
 )
-UPDATE execution_logs e SET
+UPDATE execution_log_rows e SET
     execution_trace = coalesce(st.execution_trace, '[]'),
     failed_nodes = coalesce(st.failed_nodes, '{}'),
     step_count = coalesce(st.step_count, 0),
@@ -283,19 +279,6 @@ UPDATE execution_logs e SET
   FROM runs r LEFT JOIN steps st ON st.trace_id = r.trace_id AND st.run_id = r.span_id
  WHERE e.trace_id = r.trace_id AND e.span_id = r.span_id
 $$;
-
-CREATE FUNCTION tt_project(keys bytea) RETURNS void
-    LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN
-        PERFORM tt_project_batch(keys, false);
-    EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR character_not_in_repertoire
-                   OR invalid_parameter_value THEN
-        -- Some attribute looked like JSON but was not: redo the batch, parsing each value
-        -- on its own (slower; never raises).
-        PERFORM tt_project_batch(keys, true);
-    END;
-END $$;
 
 COMMENT ON FUNCTION tt_project(bytea) IS
     'Projects a batch of stored spans (keys: 25 bytes a span: trace id, span id, role) into the role tables.';
