@@ -22,6 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from tests.otlp_wire import make_request
+from tracetables.collector.errors import RetryableError
 from tracetables.exporters.postgres.encoder import encode_request
 from tracetables.exporters.postgres.writer import SpanWriter
 
@@ -134,7 +135,14 @@ async def deliver(dsn: str, batches: list[list[Span]], writers: int) -> None:
     async def run(writer: SpanWriter, mine: list[list[Span]]) -> None:
         for batch in mine:
             encoded = encode_request(make_request(*batch).SerializeToString())
-            await writer.write(encoded.data, encoded.rows, encoded.keys)
+            for attempt in range(5):  # as the exporter does: a deadlock between writers is retried
+                try:
+                    await writer.write(encoded.data, encoded.rows, encoded.keys)
+                    break
+                except RetryableError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.05)
 
     try:
         await asyncio.gather(*(run(w, batches[i::writers]) for i, w in enumerate(pool)))

@@ -69,40 +69,61 @@ BEGIN
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
 
-    -- Calls: the final span of an attempt, replacing its pending row if one came first.
+    -- Calls: final spans and pending markers in one statement, in key order (two writers
+    -- then take the row locks in the same order: no deadlock). A final span replaces a
+    -- pending row; nothing replaces a final one.
     INSERT INTO communication_rows AS c (trace_id, span_id, trace_key, execution_id, attempt_number,
         source_service, destination_service, workflow_id, action, user_id, requested_at, responded_at,
         duration_ms, http_status_code, overall_status, error_code, error_detail, external_execution_id)
-    SELECT DISTINCT ON (s.trace_id, s.span_id)
-           s.trace_id, s.span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')), encode(s.trace_id, 'hex'),
-           coalesce(tt_int(x."flow.call.attempt"), tt_int(x."http.request.resend_count") + 1, 1),
-           s.service_name,
-           coalesce(x."server.address", x."service.peer.name", x."peer.service", x."net.peer.name",
-                    tt_url_host(coalesce(x."url.full", x."http.url"))),
-           x."flow.id", s.name, x."user.id", s.start_time, s.end_time,
-           (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
-           h.code,
-           CASE WHEN h.failed THEN 'failed' ELSE 'success' END,
-           CASE WHEN h.failed THEN
-               coalesce(x."error.type", CASE WHEN h.code >= 400 THEN h.code::text END, ex.a ->> 'exception.type', 'error') END,
-           CASE WHEN h.failed THEN coalesce(nullif(s.status_message, ''), ex.a ->> 'exception.message') END,
-           x."flow.call.external_id"
-      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
-      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
-     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.call.key" text, "flow.call.attempt" text, "http.request.resend_count" text,
-           "server.address" text, "service.peer.name" text, "peer.service" text, "net.peer.name" text,
-           "url.full" text, "http.url" text, "flow.id" text, "user.id" text,
-           "http.response.status_code" text, "http.status_code" text,
-           "error.type" text, "flow.call.external_id" text)
-     CROSS JOIN LATERAL (SELECT code, s.status_code = 2 OR code >= 400 AS failed FROM (SELECT
-               coalesce(tt_int(x."http.response.status_code"), tt_int(x."http.status_code"))::integer AS code) AS c0) AS h
-      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
-                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
-                          WHERE h.failed AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
-                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
-     WHERE k.role = 3
-     ORDER BY s.trace_id, s.span_id
+    SELECT DISTINCT ON (trace_id, span_id) trace_id, span_id, trace_key, execution_id, attempt_number,
+           source_service, destination_service, workflow_id, action, user_id, requested_at, responded_at,
+           duration_ms, http_status_code, overall_status, error_code, error_detail, external_execution_id
+      FROM (
+        SELECT s.trace_id, s.span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')) AS trace_key,
+               encode(s.trace_id, 'hex') AS execution_id,
+               coalesce(tt_int(x."flow.call.attempt"), tt_int(x."http.request.resend_count") + 1, 1)::integer
+                   AS attempt_number,
+               s.service_name AS source_service,
+               coalesce(x."server.address", x."service.peer.name", x."peer.service", x."net.peer.name",
+                        tt_url_host(coalesce(x."url.full", x."http.url"))) AS destination_service,
+               x."flow.id" AS workflow_id, s.name AS action, x."user.id" AS user_id,
+               s.start_time AS requested_at, s.end_time AS responded_at,
+               (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6 AS duration_ms,
+               h.code AS http_status_code,
+               CASE WHEN h.failed THEN 'failed' ELSE 'success' END AS overall_status,
+               CASE WHEN h.failed THEN coalesce(x."error.type", CASE WHEN h.code >= 400 THEN h.code::text END,
+                                                ex.a ->> 'exception.type', 'error') END AS error_code,
+               CASE WHEN h.failed THEN coalesce(nullif(s.status_message, ''), ex.a ->> 'exception.message') END
+                   AS error_detail,
+               x."flow.call.external_id" AS external_execution_id
+          FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
+          JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
+         CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
+               "flow.call.key" text, "flow.call.attempt" text, "http.request.resend_count" text,
+               "server.address" text, "service.peer.name" text, "peer.service" text, "net.peer.name" text,
+               "url.full" text, "http.url" text, "flow.id" text, "user.id" text,
+               "http.response.status_code" text, "http.status_code" text,
+               "error.type" text, "flow.call.external_id" text)
+         CROSS JOIN LATERAL (SELECT code, s.status_code = 2 OR coalesce(code >= 400, false) AS failed FROM (SELECT
+                   coalesce(tt_int(x."http.response.status_code"), tt_int(x."http.status_code"))::integer AS code) AS c0) AS h
+          LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
+                               FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
+                              WHERE h.failed AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
+                              ORDER BY e.n DESC LIMIT 1) AS ex ON true
+         WHERE k.role = 3
+        UNION ALL
+        -- A pending marker: a pending row for its parent, the call span.
+        SELECT s.trace_id, s.parent_span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')),
+               encode(s.trace_id, 'hex'), coalesce(tt_int(x."flow.call.attempt"), 1)::integer, s.service_name,
+               NULL, x."flow.id", regexp_replace(s.name, ' pending$', ''), x."user.id", s.start_time, NULL, NULL,
+               NULL, 'pending', NULL, NULL, NULL
+          FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
+          JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
+         CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
+               "flow.call.key" text, "flow.call.attempt" text, "flow.id" text, "user.id" text)
+         WHERE k.role = 4 AND octet_length(s.parent_span_id) = 8
+      ) AS calls
+     ORDER BY trace_id, span_id, overall_status = 'pending', requested_at
     ON CONFLICT (trace_id, span_id) DO UPDATE SET
         trace_key = excluded.trace_key, execution_id = excluded.execution_id,
         attempt_number = excluded.attempt_number, source_service = excluded.source_service,
@@ -112,22 +133,7 @@ BEGIN
         http_status_code = excluded.http_status_code, overall_status = excluded.overall_status,
         error_code = excluded.error_code, error_detail = excluded.error_detail,
         external_execution_id = excluded.external_execution_id
-      WHERE c.overall_status = 'pending';
-
-    -- Pending markers: a pending row for the marker's parent, unless its final span is stored.
-    INSERT INTO communication_rows (trace_id, span_id, trace_key, execution_id, attempt_number,
-        source_service, workflow_id, action, user_id, requested_at, overall_status)
-    SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
-           s.trace_id, s.parent_span_id, coalesce(x."flow.call.key", encode(s.trace_id, 'hex')),
-           encode(s.trace_id, 'hex'), coalesce(tt_int(x."flow.call.attempt"), 1), s.service_name,
-           x."flow.id", regexp_replace(s.name, ' pending$', ''), x."user.id", s.start_time, 'pending'
-      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
-      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
-     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.call.key" text, "flow.call.attempt" text, "flow.id" text, "user.id" text)
-     WHERE k.role = 4 AND octet_length(s.parent_span_id) = 8
-     ORDER BY s.trace_id, s.parent_span_id, s.span_id
-    ON CONFLICT (trace_id, span_id) DO NOTHING;
+      WHERE c.overall_status = 'pending' AND excluded.overall_status <> 'pending';
 
     -- Actions, and one provenance edge per link.
     INSERT INTO action_rows (trace_id, span_id, parent_span_id, flow_token, concept, action_name,
