@@ -21,12 +21,20 @@ from tracetables.exporters.postgres.config import PostgresExporterConfig
 from ._confmap import build, expand_env
 from .errors import ConfigError
 from .processors.config import BatchProcessorConfig
+from .processors.memory_limiter_config import MemoryLimiterConfig
+from .processors.pii_masking import PiiMaskingConfig
+from .processors.webhook_redaction import WebhookRedactionConfig
 from .receivers.config import OtlpReceiverConfig
 
 DATABASE_URL_ENV = "TRACETABLES_DATABASE_URL"
 
 RECEIVER_TYPES: dict[str, type] = {"otlp": OtlpReceiverConfig}
-PROCESSOR_TYPES: dict[str, type] = {"batch": BatchProcessorConfig}
+PROCESSOR_TYPES: dict[str, type] = {
+    "batch": BatchProcessorConfig,
+    "memory_limiter": MemoryLimiterConfig,
+    "pii_masking": PiiMaskingConfig,
+    "webhook_redaction": WebhookRedactionConfig,
+}
 EXPORTER_TYPES: dict[str, type] = {"postgres": PostgresExporterConfig, "debug": DebugExporterConfig}
 EXTENSION_TYPES: dict[str, type] = {}
 

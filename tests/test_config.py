@@ -23,6 +23,8 @@ from tracetables.collector.config import (
 )
 from tracetables.collector.errors import ConfigError
 from tracetables.collector.processors.config import BatchProcessorConfig
+from tracetables.collector.processors.pii_masking import PiiMaskingConfig
+from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig
 from tracetables.collector.receivers.config import GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols
 from tracetables.exporters.debug import DebugExporterConfig
 from tracetables.exporters.postgres.config import PostgresExporterConfig
@@ -84,6 +86,8 @@ class TestDefaultConfig:
         assert batch.timeout == timedelta(milliseconds=200)
         assert batch.send_batch_max_size == 0
         assert batch.max_queued_spans == 200_000
+        assert config.processors["pii_masking"] == PiiMaskingConfig()  # privacy on, with the defaults
+        assert config.processors["webhook_redaction"] == WebhookRedactionConfig(max_body_bytes=1024)
         pg = postgres(config)
         assert pg.dsn == ""  # no DSN and no TRACETABLES_DATABASE_URL: the embedded server
         assert pg.embedded.data_dir == "./.tracetables/pg"
@@ -92,7 +96,8 @@ class TestDefaultConfig:
         assert pg.retry_on_failure.max_elapsed_time == timedelta(seconds=5)
         assert config.exporters["debug"] == DebugExporterConfig(verbosity="basic")
         assert config.service.pipelines == {
-            "traces": PipelineConfig(receivers=("otlp",), processors=("batch",), exporters=("postgres",))
+            "traces": PipelineConfig(receivers=("otlp",), processors=("memory_limiter", "pii_masking", "webhook_redaction",
+                                                                  "batch"), exporters=("postgres",))
         }
         assert config.service.telemetry.logs.level == "info"
         assert config.service.extensions == ()
@@ -166,6 +171,21 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("top-level-list.yaml", FILE, ("top level must be a mapping",)),
     ("invalid-yaml.yaml", FILE, ("not valid YAML", "line 14")),
     ("duplicate-key.yaml", FILE, ("given twice", "send_batch_size", "line 10")),
+    ("memory-limiter-no-limit.yaml", "processors.memory_limiter", ("one of limit_mib or limit_percentage",)),
+    ("memory-limiter-both-limits.yaml", "processors.memory_limiter.limit_percentage", ("not both",)),
+    ("memory-limiter-negative-limit-mib.yaml", "processors.memory_limiter.limit_mib", (">= 0", "-1")),
+    ("memory-limiter-spike-not-below-limit.yaml", "processors.memory_limiter.spike_limit_mib", ("< limit_mib", "512")),
+    ("memory-limiter-spike-percentage-not-below-limit.yaml", "processors.memory_limiter.spike_limit_percentage",
+     ("< limit_percentage", "60")),
+    ("memory-limiter-percentage-out-of-range.yaml", "processors.memory_limiter.limit_percentage",
+     ("between 1 and 100", "150")),
+    ("memory-limiter-spike-unit-mismatch.yaml", "processors.memory_limiter.spike_limit_percentage",
+     ("limit_percentage", "spike_limit_mib")),
+    ("memory-limiter-zero-check-interval.yaml", "processors.memory_limiter.check_interval", ("> 0",)),
+    ("pii-masking-unknown-pattern.yaml", "processors.pii_masking.patterns", ("unknown detector", "'passport'")),
+    ("pii-masking-hash-without-secret.yaml", "processors.pii_masking.hash_secret", ("at least 16",)),
+    ("pii-masking-bad-mode.yaml", "processors.pii_masking.mode", ("'placeholder' or 'hash'", "'scramble'")),
+    ("webhook-redaction-negative-body.yaml", "processors.webhook_redaction.max_body_bytes", (">= 0", "-5")),
 ]
 
 

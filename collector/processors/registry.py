@@ -12,8 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..consumer import Processor
+from .memory_limiter import MemoryLimiter
+from .memory_limiter_config import MemoryLimiterConfig
+from .pii_masking import PiiMaskingConfig, PiiMaskingProcessor
+from .webhook_redaction import WebhookRedactionConfig, WebhookRedactionProcessor
 
-FACTORIES: dict[type, Callable[[Any], Processor]] = {}
+FACTORIES: dict[type, Callable[[Any], Processor]] = {
+    MemoryLimiterConfig: MemoryLimiter,
+    PiiMaskingConfig: PiiMaskingProcessor,
+    WebhookRedactionConfig: WebhookRedactionProcessor,
+}
 
 
 def make_processor(config: Any) -> Processor:

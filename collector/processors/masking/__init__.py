@@ -1,0 +1,1 @@
+"""Finding and replacing personal data and secrets: detectors, key rules, the walkers."""
