@@ -126,6 +126,7 @@ CREATE TABLE execution_log_rows (
     request_span_id   bytea,
     PRIMARY KEY (trace_id, span_id)
 ) WITH (fillfactor = 70);  -- room on the page: the summary updates stay HOT (no index touched)
+ALTER TABLE execution_log_rows ALTER COLUMN execution_trace SET COMPRESSION lz4;
 CREATE INDEX execution_log_rows_flow_time_idx ON execution_log_rows (flow_id, started_at);
 CREATE INDEX execution_log_rows_user_time_idx ON execution_log_rows (user_id, started_at);
 CREATE INDEX execution_log_rows_session_time_idx ON execution_log_rows (session_id, started_at);

@@ -232,33 +232,48 @@ BEGIN
 END $$;
 
 -- Recompute the step summaries of every run in the given traces from what is stored. A
--- step belongs to its nearest ancestor run; a run inside a run starts its own. Every
--- table is read through its primary key's trace_id prefix, never whole.
+-- step belongs to its nearest ancestor run (a run inside a run starts its own): walk up
+-- from each step's parent, through spans, until a run. A step whose parent is its run —
+-- the common case — costs no walk at all. Tables are joined to the traces' ids, so the
+-- planner reads them through their primary keys' trace_id prefix, never whole.
 CREATE FUNCTION tt_summarize_runs(traces bytea[]) RETURNS void
-    LANGUAGE sql AS $$
+    LANGUAGE sql
+    -- A few hundred traces against tables of millions: always key lookups. Growing
+    -- tables' statistics lag behind (bench/ingest saw whole-table scans that grew with
+    -- every batch), so the plan is not left to them.
+    SET enable_seqscan = off
+    AS $$
 WITH RECURSIVE
+touched AS MATERIALIZED (SELECT DISTINCT t AS trace_id FROM unnest(traces) AS t),
 runs AS MATERIALIZED (
-    SELECT e.trace_id, e.span_id FROM execution_log_rows e WHERE e.trace_id = ANY (traces)
+    SELECT e.trace_id, e.span_id, e.run_status, e.run_error
+      FROM touched t CROSS JOIN LATERAL (SELECT * FROM execution_log_rows x WHERE x.trace_id = t.trace_id OFFSET 0) e
 ),
-tree AS MATERIALIZED (
-    SELECT s.trace_id, s.span_id, s.parent_span_id FROM spans s WHERE s.trace_id = ANY (traces)
+steps AS MATERIALIZED (
+    SELECT f.trace_id, f.span_id, f.parent_span_id, f.node_id, f.node_type, f.step_number, f.status,
+           f.duration_ms, f.error_message, f.started_at
+      FROM touched t CROSS JOIN LATERAL (SELECT * FROM flow_step_rows x WHERE x.trace_id = t.trace_id OFFSET 0) f
 ),
-below (trace_id, run_id, span_id) AS (
-    SELECT trace_id, span_id, span_id FROM runs
-    UNION
-    SELECT b.trace_id, b.run_id, t.span_id
-      FROM below b JOIN tree t ON t.trace_id = b.trace_id AND t.parent_span_id = b.span_id
-     WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.trace_id = t.trace_id AND r.span_id = t.span_id)
+up (trace_id, step_id, at, depth) AS (
+    SELECT s.trace_id, s.span_id, s.parent_span_id, 0 FROM steps s WHERE s.parent_span_id IS NOT NULL
+    UNION ALL
+    SELECT u.trace_id, u.step_id, p.parent_span_id, u.depth + 1
+      FROM up u JOIN spans p ON p.trace_id = u.trace_id AND p.span_id = u.at
+     WHERE u.depth < 64 AND p.parent_span_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.trace_id = u.trace_id AND r.span_id = u.at)
 ),
-step_rows AS MATERIALIZED (
-    SELECT f.* FROM flow_step_rows f WHERE f.trace_id = ANY (traces)
+owned AS (
+    SELECT DISTINCT ON (u.trace_id, u.step_id) u.trace_id, u.step_id, u.at AS run_id
+      FROM up u JOIN runs r ON r.trace_id = u.trace_id AND r.span_id = u.at
+     ORDER BY u.trace_id, u.step_id, u.depth
 ),
-steps AS (
-    SELECT b.trace_id, b.run_id,
+summary AS (
+    SELECT o.trace_id, o.run_id,
            jsonb_agg(jsonb_build_object(
                'node', f.node_id, 'node_type', f.node_type, 'step_number', f.step_number, 'status', f.status,
                'execution_time_ms', f.duration_ms, 'error', f.error_message,
-               'timestamp', tt_utc_text(f.started_at), 'span_id', encode(f.span_id, 'hex'))
+               'timestamp', to_char(f.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               'span_id', encode(f.span_id, 'hex'))
                ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id) AS execution_trace,
            coalesce(array_agg(f.node_id ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
                     FILTER (WHERE f.status = 'failed'), '{}') AS failed_nodes,
@@ -266,23 +281,21 @@ steps AS (
                       ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
                FILTER (WHERE f.status = 'failed') AS step_errors,
            count(*)::integer AS step_count
-      FROM below b
-      JOIN step_rows f ON f.trace_id = b.trace_id AND f.span_id = b.span_id
-     WHERE b.span_id <> b.run_id
-     GROUP BY b.trace_id, b.run_id
+      FROM owned o JOIN steps f ON f.trace_id = o.trace_id AND f.span_id = o.step_id
+     GROUP BY o.trace_id, o.run_id
 )
 UPDATE execution_log_rows e SET
     execution_trace = coalesce(st.execution_trace, '[]'),
     failed_nodes = coalesce(st.failed_nodes, '{}'),
     step_count = coalesce(st.step_count, 0),
-    status = CASE WHEN e.run_status = 'running' THEN 'running'
-                  WHEN e.run_status = 'error' THEN 'failed'
+    status = CASE WHEN r.run_status = 'running' THEN 'running'
+                  WHEN r.run_status = 'error' THEN 'failed'
                   WHEN st.step_errors IS NOT NULL THEN 'partial'
                   ELSE 'completed' END,
-    error_summary = CASE WHEN e.run_error IS NOT NULL AND st.step_errors IS NOT NULL
-                         THEN e.run_error || ' (steps: ' || st.step_errors || ')'
-                         ELSE coalesce(e.run_error, st.step_errors) END
-  FROM runs r LEFT JOIN steps st ON st.trace_id = r.trace_id AND st.run_id = r.span_id
+    error_summary = CASE WHEN r.run_error IS NOT NULL AND st.step_errors IS NOT NULL
+                         THEN r.run_error || ' (steps: ' || st.step_errors || ')'
+                         ELSE coalesce(r.run_error, st.step_errors) END
+  FROM runs r LEFT JOIN summary st ON st.trace_id = r.trace_id AND st.run_id = r.span_id
  WHERE e.trace_id = r.trace_id AND e.span_id = r.span_id
 $$;
 
