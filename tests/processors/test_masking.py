@@ -192,3 +192,23 @@ def test_otlp_masking_never_raises_and_is_idempotent(values: list[tuple[str, Any
     for secret in SECRETS:  # a whole secret, set off by spaces, never survives
         if f" {secret['value']} " in f" {name} " or any(f" {secret['value']} " in f" {v} " for _, v in values):
             assert secret["needle"].encode() not in out, secret["kind"]
+
+
+# The compiled pre-scan (masking/_scan.c) must change nothing but the speed.
+REFERENCE = Masker(KeyMatcher(DEFAULT_KEYS), compiled=False)
+TRICKY = st.text(alphabet="0123456789 ()+-.,/:@_abcdeyJKAISZGB\"{}[]\\u\u00e9\u0663\n", max_size=80)
+
+
+def test_the_compiled_scan_is_built_and_used() -> None:
+    from tracetables.collector.processors.masking import text as text_module
+
+    assert text_module._compiled is not None, "the install did not build masking/_scan.c"  # noqa: SLF001
+    assert MASKER._compiled and not REFERENCE._compiled  # noqa: SLF001
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.one_of(MIXED, TRICKY, JSON_VALUES.map(json.dumps), st.lists(st.one_of(TRICKY, SECRET_VALUES)).map("".join)))
+def test_compiled_scan_gives_the_reference_output(text: str) -> None:
+    fast, slow = Counter[str](), Counter[str]()
+    assert MASKER.text(text, fast) == REFERENCE.text(text, slow)
+    assert fast == slow

@@ -54,7 +54,7 @@ def iban_ok(text: str) -> bool:
 
 
 def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    return "".join(ch for ch in text if "0" <= ch <= "9")
 
 
 def _card_ok(text: str) -> bool:
@@ -93,6 +93,8 @@ class Detector:
             default: the whole candidate.
         triggers: substrings of which any match contains at least one.
         trigger_pattern: or, a small pattern any match contains.
+        window: for the compiled pre-scan (``_scan.c``), the kind of window every match
+            lies in: ``digits``, ``iban`` or ``email``; empty: found by its literal triggers.
     """
 
     kind: str
@@ -101,6 +103,7 @@ class Detector:
     fit: Callable[[str], int] | None = None
     triggers: tuple[str, ...] = ()
     trigger_pattern: re.Pattern[str] | None = None
+    window: str = ""
 
     def triggered(self, text: str) -> bool:
         for t in self.triggers:
@@ -109,62 +112,67 @@ class Detector:
         return self.trigger_pattern is not None and self.trigger_pattern.search(text) is not None
 
 
+def _ascii(pattern: str) -> re.Pattern[str]:
+    """Patterns read ASCII classes (``\\d`` is 0–9), as the compiled pre-scan does."""
+    return re.compile(pattern, re.ASCII)
+
+
 _B = r"(?<![A-Za-z0-9_])"  # a word start that also treats _ as a word character
 _E = r"(?![A-Za-z0-9_])"
-_DIGIT_RUN = re.compile(r"\d[\d ().-]{5,}\d")
-_UPPER_PAIR = re.compile(r"[A-Z]{2}\d\d")
+_DIGIT_RUN = _ascii(r"\d[\d ().-]{5,}\d")
+_UPPER_PAIR = _ascii(r"[A-Z]{2}\d\d")
 
 DETECTORS: tuple[Detector, ...] = (
     # Multi-line secrets first: their bodies must not be re-read as other kinds.
     Detector("private_key", "[REDACTED]",
              # The body never holds a quote: stopping at one keeps JSON text valid when a
              # key was cut before its END line.
-             re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+             _ascii(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
                         r"(?:[^\"]*?-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|[^\"]*)"),
              triggers=("PRIVATE KEY",)),
     Detector("jwt", "[JWT]",
-             re.compile(_B + r"eyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*" + _E),
+             _ascii(_B + r"eyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*" + _E),
              triggers=("eyJ",)),
     Detector("bearer", "[REDACTED]",
-             re.compile(r"(?P<keep>\b[Bb]earer[ \t]+)[A-Za-z0-9\-._~+/]{8,}=*"),
+             _ascii(r"(?P<keep>\b[Bb]earer[ \t]+)[A-Za-z0-9\-._~+/]{8,}=*"),
              triggers=("earer",)),
-    Detector("aws_access_key", "[REDACTED]", re.compile(_B + r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E),
+    Detector("aws_access_key", "[REDACTED]", _ascii(_B + r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E),
              triggers=("AKIA", "ASIA", "ABIA", "ACCA")),
     Detector("aws_secret_key", "[REDACTED]",
-             re.compile(r"(?P<keep>(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+]{40}" + _E),
+             _ascii(r"(?P<keep>(?i:aws_?secret_?(?:access_?)?key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+]{40}" + _E),
              triggers=("ecret", "ECRET")),
     Detector("github_token", "[REDACTED]",
-             re.compile(_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})" + _E),
+             _ascii(_B + r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})" + _E),
              triggers=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),
-    Detector("stripe_key", "[REDACTED]", re.compile(_B + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}" + _E),
+    Detector("stripe_key", "[REDACTED]", _ascii(_B + r"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}" + _E),
              triggers=("k_live_", "k_test_")),
-    Detector("slack_token", "[REDACTED]", re.compile(_B + r"xox[abposre]-[A-Za-z0-9-]{10,}" + _E),
+    Detector("slack_token", "[REDACTED]", _ascii(_B + r"xox[abposre]-[A-Za-z0-9-]{10,}" + _E),
              triggers=("xox",)),
-    Detector("google_api_key", "[REDACTED]", re.compile(_B + r"AIza[0-9A-Za-z_-]{35}" + _E), triggers=("AIza",)),
-    Detector("openai_key", "[REDACTED]", re.compile(_B + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}" + _E),
+    Detector("google_api_key", "[REDACTED]", _ascii(_B + r"AIza[0-9A-Za-z_-]{35}" + _E), triggers=("AIza",)),
+    Detector("openai_key", "[REDACTED]", _ascii(_B + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}" + _E),
              triggers=("sk-",)),
     Detector("email", "[EMAIL]",
-             re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+             _ascii(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}"),
-             triggers=("@",)),
+             triggers=("@",), window="email"),
     Detector("iban", "[IBAN]",
-             re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
-             fit=_longest(iban_ok), trigger_pattern=_UPPER_PAIR),
+             _ascii(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
+             fit=_longest(iban_ok), trigger_pattern=_UPPER_PAIR, window="iban"),
     Detector("ssn", "[SSN]",
-             re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
-             trigger_pattern=_DIGIT_RUN),
+             _ascii(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
+             trigger_pattern=_DIGIT_RUN, window="digits"),
     Detector("card", "[CARD]",
-             re.compile(r"(?<![\d.,-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d.,-])"),
-             fit=_longest(_card_ok), trigger_pattern=_DIGIT_RUN),
+             _ascii(r"(?<![\d.,-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d.,-])"),
+             fit=_longest(_card_ok), trigger_pattern=_DIGIT_RUN, window="digits"),
     Detector("phone", "[PHONE]",
-             re.compile(
+             _ascii(
                  r"(?<![\w.+/:-])(?:"
                  r"\+[1-9]\d{0,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}"           # international: +44 20 7946 0958
                  r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"                     # (415) 555-0132
                  r"|[2-9]\d{2}[ .-]\d{3}[ .-]\d{4}"                     # 415-555-0199
                  r"|0\d{1,4}(?:[ .-]\d{2,4}){2,4}"                      # national: 020 7946 0018, 06 12 34 56 78
                  r")(?![\w.:/-])"),
-             fit=_longest(_phone_ok), trigger_pattern=_DIGIT_RUN),
+             fit=_longest(_phone_ok), trigger_pattern=_DIGIT_RUN, window="digits"),
 )  # fmt: skip
 
 KINDS: tuple[str, ...] = tuple(d.kind for d in DETECTORS)

@@ -19,6 +19,17 @@ from typing import Any
 from .detectors import DETECTORS, Detector, any_trigger
 from .keys import KeyMatcher
 
+try:
+    from . import _scan as _compiled  # type: ignore[attr-defined]
+except ImportError:  # a source tree nobody built: the reference path takes over
+    _compiled = None
+
+# (literal bits, digit windows, IBAN windows, email windows, JSON key spans): see _scan.c
+Scan = tuple[int, list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]
+_WINDOW_INDEX = {"digits": 1, "iban": 2, "email": 3}
+_EMPTY_SCAN: Scan = (0, [], [], [], [])
+_NO_SCAN: Scan = (0, [], [], [], [])  # "not scanned" (the reference path), by identity
+
 REDACTED = "[REDACTED]"
 _NIBBLE = "abcdefghijklmnop"
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+(?::[a-p]{16})?\]")
@@ -33,14 +44,19 @@ class Masker:
         hash_secret: if set, values become stable keyed-hash tokens (``[EMAIL:3f2a…]``)
             instead of bare placeholders, so rows can still be grouped by person.
         detectors: the pattern detectors (default: all of ``DETECTORS``).
+        compiled: use the compiled pre-scan when it is built (False: the reference).
     """
 
     def __init__(self, keys: KeyMatcher, hash_secret: bytes | None = None,
-                 detectors: tuple[Detector, ...] = DETECTORS) -> None:
+                 detectors: tuple[Detector, ...] = DETECTORS, compiled: bool = True) -> None:
         self.keys = keys
         self._secret = hash_secret
         self._detectors = detectors
         self._any_trigger = any_trigger(detectors)
+        self._compiled = compiled and _compiled is not None
+        literals = sorted({t for d in detectors if not d.window for t in d.triggers})
+        self._literals = tuple(literals)
+        self._bits = [sum(1 << literals.index(t) for t in d.triggers) if not d.window else 0 for d in detectors]
 
     # --- replacements ------------------------------------------------------------------
     def token(self, placeholder: str, value: str) -> str:
@@ -70,16 +86,20 @@ class Masker:
         (so a replacement never breaks the JSON), and text with ``\\u`` escapes, which
         could hide an ``@`` from them, is always parsed.
         """
+        scan = self._scan(value) if self._compiled else _NO_SCAN
+        if scan is None:
+            return value  # the compiled scan found nothing any detector could match
         if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
-            if "\\u" in value or self._has_sensitive_key(value):
+            keys = [value[a:b] for a, b in scan[4]] if scan is not _NO_SCAN else json_keys(value)
+            if "\\u" in value or self._has_sensitive_key(keys):
                 masked = self._json_text(value, counts)
                 if masked is not None:
                     return masked
-        return self.patterns(value, counts)
+        return self.patterns(value, counts, scan)
 
-    def _has_sensitive_key(self, value: str) -> bool:
+    def _has_sensitive_key(self, keys: list[str]) -> bool:
         sensitive = self.keys.sensitive
-        for key in _JSON_KEY.findall(value):
+        for key in keys:
             if "\\" in key or sensitive(key):
                 return True
         return False
@@ -99,23 +119,64 @@ class Masker:
         counts.update(local)
         return json.dumps(masked, ensure_ascii=False)
 
-    def patterns(self, value: str, counts: Counter[str]) -> str:
-        """Replace every detector's matches in free text, detector by detector."""
-        if self._any_trigger.search(value) is None:
-            return value
+    def _scan(self, value: str) -> Scan | None:
+        return _compiled.scan(value, self._literals)  # type: ignore[no-any-return]
+
+    def patterns(self, value: str, counts: Counter[str], scan: Scan | None = None) -> str:
+        """Replace every detector's matches in free text, detector by detector.
+
+        With the compiled pre-scan, a detector runs only where the scan found room for
+        a match (its windows, or its literal triggers); after a replacement the text is
+        scanned again. Without it (``compiled=False``, the reference), each detector runs
+        on the whole text once its triggers occur. The two give the same output.
+        """
+        if not self._compiled:
+            if self._any_trigger.search(value) is None:
+                return value
+            out = value
+            for det in self._detectors:
+                if det.triggered(out):
+                    out = self._apply(det, out, counts)
+            return value if out == value else out
+        if scan is None or scan is _NO_SCAN:
+            scan = self._scan(value)
+            if scan is None:
+                return value
         out = value
-        for det in self._detectors:
-            if det.triggered(out):
-                out = self._apply(det, out, counts)
+        for det, bits in zip(self._detectors, self._bits, strict=True):
+            if det.window:
+                windows: list[tuple[int, int]] = scan[_WINDOW_INDEX[det.window]]  # type: ignore[assignment]
+                if not windows:
+                    continue
+                new = self._apply(det, out, counts, windows)
+            elif scan[0] & bits:
+                new = self._apply(det, out, counts)
+            else:
+                continue
+            if new is not out:
+                out = new
+                scan = self._scan(out) or _EMPTY_SCAN
         return value if out == value else out
 
-    def _apply(self, det: Detector, text: str, counts: Counter[str]) -> str:
+    def _apply(self, det: Detector, text: str, counts: Counter[str],
+               windows: list[tuple[int, int]] | None = None) -> str:
+        """Replace ``det``'s matches: in the whole text, or only inside ``windows``."""
         pieces: list[str] = []
         done = 0  # text[:done] is in pieces
-        pos = 0
+        for pos, endpos in [(0, len(text))] if windows is None else [(a, min(b + 1, len(text))) for a, b in windows]:
+            # endpos: one character past the window, for the patterns' look-ahead
+            done = self._apply_range(det, text, counts, pieces, done, pos, endpos)
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _apply_range(self, det: Detector, text: str, counts: Counter[str], pieces: list[str], done: int,
+                     pos: int, endpos: int) -> int:
         search = det.pattern.search
         has_keep = "keep" in det.pattern.groupindex
-        while (m := search(text, pos)) is not None:
+        pos = max(pos, done)
+        while (m := search(text, pos, endpos)) is not None:
             start = m.start("keep") + len(m.group("keep")) if has_keep else m.start()
             candidate = text[start:m.end()]
             length = len(candidate) if det.fit is None else det.fit(candidate)
@@ -126,10 +187,7 @@ class Masker:
             pieces.append(self.token(det.placeholder, candidate[:length]))
             counts[det.kind] += 1
             done = pos = start + length
-        if not pieces:
-            return text
-        pieces.append(text[done:])
-        return "".join(pieces)
+        return done
 
     # --- JSON values -------------------------------------------------------------------
     def json_value(self, value: Any, counts: Counter[str], depth: int) -> Any:
@@ -156,7 +214,33 @@ class Masker:
         return value
 
 
-_JSON_KEY = re.compile(r'"((?:[^"\\]|\\.){1,256})"\s*:')
+
+
+def json_keys(value: str) -> list[str]:
+    """The object keys of JSON text, as written (the reference of the compiled scan's)."""
+    stripped = value.lstrip(" \t\n\r")
+    if stripped[:1] not in ("{", "["):
+        return []
+    keys: list[str] = []
+    start = -1
+    escaped = False
+    n = len(value)
+    for i, c in enumerate(value):
+        if escaped:
+            escaped = False
+        elif start < 0:
+            if c == '"':
+                start = i + 1
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            k = i + 1
+            while k < n and value[k] in " \t\n\r":
+                k += 1
+            if k < n and value[k] == ":":
+                keys.append(value[start:i])
+            start = -1
+    return keys
 
 
 def _reparse(text: str, fallback: Any) -> Any:
