@@ -21,17 +21,18 @@ SELECT decode(lpad(to_hex(i / 10), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, 
        now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval, '{{}}', 'svc'
   FROM generate_series(1, {SPANS}) AS i;
 
-INSERT INTO flow_step_rows (trace_id, span_id, session_id, node_id, step_number, status, started_at, completed_at)
+INSERT INTO flow_step_rows (trace_id, span_id, session_id, node_id, step_number, status, started_at, completed_at,
+                            run_span_id)
 SELECT decode(lpad(to_hex(i / 10), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'), 's' || (i / 10),
        'node' || (i % 7), i % 10, CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'completed' END,
-       now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval
+       now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval, decode(lpad(to_hex(i / 10), 16, '0'), 'hex')
   FROM generate_series(1, {SPANS // 3}) AS i;
 
-INSERT INTO execution_log_rows (trace_id, span_id, flow_id, session_id, user_id, status, run_status, started_at,
-                                execution_trace)
+INSERT INTO execution_log_rows (trace_id, span_id, flow_id, session_id, user_id, run_status, failed_step_count,
+                                started_at)
 SELECT decode(lpad(to_hex(i), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '0'), 'hex'), 'flow' || (i % 50),
-       's' || i, 'u' || (i % 20000), (ARRAY['completed', 'failed', 'partial', 'running'])[1 + i % 4],
-       'ok', now() - (i || ' minutes')::interval, '[{{"node": "a", "status": "completed"}}]'
+       's' || i, 'u' || (i % 20000), (ARRAY['ok', 'error', 'ok', 'running'])[1 + i % 4], (i % 4 = 2)::integer,
+       now() - (i || ' minutes')::interval
   FROM generate_series(1, {SPANS // 10}) AS i;
 
 INSERT INTO communication_rows (trace_id, span_id, trace_key, execution_id, attempt_number, workflow_id,

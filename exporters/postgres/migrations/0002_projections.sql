@@ -77,8 +77,12 @@ CREATE TABLE flow_step_rows (
     duration_ms     double precision,
     error_message   text,
     error_details   jsonb,
+    -- The run the step belongs to: its nearest ancestor run. NULL while that is not
+    -- known yet (a span between them, or the run itself, has not arrived).
+    run_span_id     bytea,
     PRIMARY KEY (trace_id, span_id)
 );
+CREATE INDEX flow_step_rows_orphan_idx ON flow_step_rows (trace_id) WHERE run_span_id IS NULL;
 CREATE INDEX flow_step_rows_session_step_idx ON flow_step_rows (session_id, step_number);
 CREATE INDEX flow_step_rows_session_time_idx ON flow_step_rows (session_id, started_at) WHERE status = 'completed';
 CREATE INDEX flow_step_rows_session_error_idx ON flow_step_rows (session_id, node_id) WHERE status = 'failed';
@@ -110,41 +114,58 @@ CREATE TABLE execution_log_rows (
     session_id        text,
     conversation_id   text,
     user_id           text,
-    status            text        NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'partial')),
     started_at        timestamptz,
     completed_at      timestamptz,
     total_duration_ms double precision,
-    execution_trace   jsonb       NOT NULL DEFAULT '[]',
-    failed_nodes      text[]      NOT NULL DEFAULT '{}',
-    error_summary     text,
-    step_count        integer     NOT NULL DEFAULT 0,
-    -- From the run span alone: 'running' (only its start marker is stored), 'ok' or
-    -- 'error'. status and the step summaries are recomputed from the steps.
+    -- From the run span alone: 'running' (only its start marker is stored), 'ok' or 'error'.
     run_status        text        NOT NULL CHECK (run_status IN ('running', 'ok', 'error')),
     run_error         text,
+    -- Steps that belong to the run, and how many failed: each step is counted once,
+    -- when its run becomes known (flow_step_rows.run_span_id goes from NULL to this run).
+    step_count        integer     NOT NULL DEFAULT 0,
+    failed_step_count integer     NOT NULL DEFAULT 0,
     -- The span holding the request while the run's own span is not stored: its marker.
     request_span_id   bytea,
     PRIMARY KEY (trace_id, span_id)
-) WITH (fillfactor = 70);  -- room on the page: the summary updates stay HOT (no index touched)
-ALTER TABLE execution_log_rows ALTER COLUMN execution_trace SET COMPRESSION lz4;
+) WITH (fillfactor = 80);  -- room on the page: the counter updates stay HOT (no index touched)
 CREATE INDEX execution_log_rows_flow_time_idx ON execution_log_rows (flow_id, started_at);
 CREATE INDEX execution_log_rows_user_time_idx ON execution_log_rows (user_id, started_at);
 CREATE INDEX execution_log_rows_session_time_idx ON execution_log_rows (session_id, started_at);
--- No index may cover status or the summary columns: tt_summarize_runs rewrites them on
--- every batch that touches the run, and an indexed column would cost each index an entry.
 
+-- The status and the step summaries are computed from the steps when read: a stored
+-- summary would be rewritten by every batch that touches the run.
 CREATE VIEW execution_logs AS
 SELECT e.trace_id, e.span_id, e.flow_id, e.flow_version, e.session_id, e.conversation_id, e.user_id,
        tt_text(coalesce(s.attributes ->> 'flow.run.request', s.attributes ->> 'input.value')) AS request_message,
        tt_text(coalesce(s.attributes ->> 'flow.run.response', s.attributes ->> 'output.value')) AS response_message,
-       e.status, e.started_at, e.completed_at, e.total_duration_ms, e.execution_trace, e.failed_nodes,
-       e.error_summary, e.step_count, e.run_status, e.run_error
+       CASE WHEN e.run_status = 'running' THEN 'running'
+            WHEN e.run_status = 'error' THEN 'failed'
+            WHEN e.failed_step_count > 0 THEN 'partial'
+            ELSE 'completed' END AS status,
+       e.started_at, e.completed_at, e.total_duration_ms,
+       coalesce(t.execution_trace, '[]') AS execution_trace,
+       coalesce(t.failed_nodes, '{}') AS failed_nodes,
+       CASE WHEN e.run_error IS NOT NULL AND t.step_errors IS NOT NULL
+            THEN e.run_error || ' (steps: ' || t.step_errors || ')'
+            ELSE coalesce(e.run_error, t.step_errors) END AS error_summary,
+       e.step_count, e.run_status, e.run_error
   FROM execution_log_rows e
-  LEFT JOIN spans s ON s.trace_id = e.trace_id AND s.span_id = coalesce(e.request_span_id, e.span_id);
+  LEFT JOIN spans s ON s.trace_id = e.trace_id AND s.span_id = coalesce(e.request_span_id, e.span_id)
+  LEFT JOIN LATERAL (
+      SELECT jsonb_agg(jsonb_build_object(
+                 'node', f.node_id, 'node_type', f.node_type, 'step_number', f.step_number, 'status', f.status,
+                 'execution_time_ms', f.duration_ms, 'error', f.error_message,
+                 'timestamp', tt_utc_text(f.started_at), 'span_id', encode(f.span_id, 'hex'))
+                 ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id) AS execution_trace,
+             array_agg(f.node_id ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
+                 FILTER (WHERE f.status = 'failed') AS failed_nodes,
+             string_agg(f.node_id || ': ' || coalesce(f.error_message, 'failed'), '; '
+                        ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
+                 FILTER (WHERE f.status = 'failed') AS step_errors
+        FROM flow_step_rows f
+       WHERE f.trace_id = e.trace_id AND f.run_span_id = e.span_id) AS t ON true;
 COMMENT ON VIEW execution_logs IS
-    'One row per run: request, response, status (running/completed/failed/partial), the steps in order, failed nodes.';
-COMMENT ON COLUMN execution_log_rows.status IS
-    'running (only the start marker is stored), completed, failed (the run span is an error), partial (it ended well but a step failed).';
+    'One row per run: request, response, status (running/completed/failed/partial = it ended well but a step failed), the steps in order, failed nodes.';
 
 -- ---------- calls ----------
 

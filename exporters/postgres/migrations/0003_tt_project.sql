@@ -9,10 +9,12 @@
 -- OpenInference span's metadata, and no bulky value is copied.
 --
 -- Order invariance: per-span rows depend on their span alone (a pending call row gives
--- way to the final span's, never the reverse). A run's summary (status, execution
--- trace, failed nodes) is recomputed from every stored span of its trace whenever the
--- batch touches that trace, under a per-trace advisory lock taken in sorted order, so
--- concurrent writers cannot each miss the other's spans.
+-- way to the final span's, never the reverse). A step's run (its nearest ancestor run)
+-- is set once, from NULL, as soon as the spans between them are stored — at insert when
+-- its parent is the run, else when the missing span arrives — and the run's step
+-- counters move exactly then; the run's summary is computed from its steps when read.
+-- Batches holding runs or steps of the same trace take a per-trace advisory lock (in
+-- sorted order) first, so two writers cannot each miss the other's spans.
 
 CREATE FUNCTION tt_project(keys bytea) RETURNS void
     LANGUAGE plpgsql AS $$
@@ -32,11 +34,64 @@ BEGIN
       INTO t_ids, s_ids, roles
       FROM generate_series(0, n - 1) AS i;
 
+    -- Runs and steps: lock their traces in order, then write runs (and run markers) before
+    -- steps, so a step whose parent is its run finds it.
+    SELECT array_agg(DISTINCT k.trace_id) INTO traces
+      FROM unnest(t_ids, roles) AS k(trace_id, role) WHERE k.role IN (1, 2, 7);
+    FOR lock_key IN SELECT DISTINCT ('x' || encode(substr(t, 1, 4), 'hex'))::bit(32)::integer
+                      FROM unnest(traces) AS t ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(1953759233, lock_key);  -- 0x74740001: "tt", lock space 1
+    END LOOP;
+
+    INSERT INTO execution_log_rows AS e (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
+        user_id, started_at, completed_at, total_duration_ms, run_status, run_error, request_span_id)
+    SELECT DISTINCT ON (s.trace_id, s.span_id)
+           s.trace_id, s.span_id, x."flow.id", x."flow.version", x."session.id",
+           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
+           s.start_time, s.end_time, (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
+           CASE WHEN s.status_code = 2 THEN 'error' ELSE 'ok' END,
+           CASE WHEN s.status_code = 2 THEN coalesce(ex.a ->> 'exception.message', nullif(s.status_message, ''), 'failed') END,
+           NULL
+      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
+      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
+     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
+           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
+      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
+                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
+                          WHERE s.status_code = 2 AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
+                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
+     WHERE k.role = 1
+     ORDER BY s.trace_id, s.span_id
+    ON CONFLICT (trace_id, span_id) DO UPDATE SET
+        flow_id = excluded.flow_id, flow_version = excluded.flow_version, session_id = excluded.session_id,
+        conversation_id = excluded.conversation_id, user_id = excluded.user_id,
+        started_at = excluded.started_at, completed_at = excluded.completed_at,
+        total_duration_ms = excluded.total_duration_ms, run_status = excluded.run_status,
+        run_error = excluded.run_error, request_span_id = NULL;
+
+    -- A run's start marker: a running row for the marker's parent, until the run's span comes.
+    INSERT INTO execution_log_rows (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
+        user_id, started_at, run_status, request_span_id)
+    SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
+           s.trace_id, s.parent_span_id, x."flow.id", x."flow.version", x."session.id",
+           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
+           s.start_time, 'running', s.span_id
+      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
+      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
+     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
+           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
+     WHERE k.role = 7 AND octet_length(s.parent_span_id) = 8
+     ORDER BY s.trace_id, s.parent_span_id, s.span_id
+    ON CONFLICT (trace_id, span_id) DO NOTHING;
+
+
     -- Steps. An OpenInference span below a LangGraph node (a branch function, an inner
     -- runnable) names that node in its metadata: it is part of the node's visit, not a step.
+    -- A step whose parent is a stored run (or run marker) belongs to it at once.
+    WITH inserted AS (
     INSERT INTO flow_step_rows (trace_id, span_id, parent_span_id, session_id, user_id, flow_id, flow_version,
         node_id, node_type, step_number, status, connection_type, next_node_id, started_at, completed_at,
-        duration_ms, error_message, error_details)
+        duration_ms, error_message, error_details, run_span_id)
     SELECT s.trace_id, s.span_id, s.parent_span_id,
            coalesce(x."session.id", x."gen_ai.conversation.id"), x."user.id", x."flow.id", x."flow.version",
            coalesce(x."flow.node.id", m.meta ->> 'langgraph_node', x."gen_ai.agent.name", s.name),
@@ -50,7 +105,8 @@ BEGIN
            CASE WHEN ex.a IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
                'type', ex.a ->> 'exception.type', 'message', ex.a ->> 'exception.message',
                'stacktrace', ex.a ->> 'exception.stacktrace', 'status_message', nullif(s.status_message, '')))
-               WHEN s.status_code = 2 THEN jsonb_build_object('status_message', s.status_message) END
+               WHEN s.status_code = 2 THEN jsonb_build_object('status_message', s.status_message) END,
+           r.span_id
       FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
       JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
      CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
@@ -64,10 +120,49 @@ BEGIN
                            FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
                           WHERE s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
                           ORDER BY e.n DESC LIMIT 1) AS ex ON true
+      LEFT JOIN execution_log_rows r ON r.trace_id = s.trace_id AND r.span_id = s.parent_span_id
      WHERE k.role = 2
        AND NOT coalesce(jsonb_typeof(m.meta) = 'object' AND m.meta ->> 'langgraph_node' <> s.name, false)
      ORDER BY s.trace_id, s.span_id
-    ON CONFLICT (trace_id, span_id) DO NOTHING;
+    ON CONFLICT (trace_id, span_id) DO NOTHING
+    RETURNING trace_id, run_span_id, status
+    )
+    UPDATE execution_log_rows e SET step_count = e.step_count + c.n, failed_step_count = e.failed_step_count + c.f
+      FROM (SELECT trace_id, run_span_id, count(*)::integer AS n, count(*) FILTER (WHERE status = 'failed')::integer AS f
+              FROM inserted WHERE run_span_id IS NOT NULL GROUP BY trace_id, run_span_id) AS c
+     WHERE e.trace_id = c.trace_id AND e.span_id = c.run_span_id;
+
+    -- Steps whose run was not known (in any trace of this batch: the missing span may just
+    -- have come): walk up from the parent, through stored spans, to the nearest run.
+    WITH RECURSIVE
+    orphans AS MATERIALIZED (
+        SELECT f.trace_id, f.span_id, f.parent_span_id
+          FROM (SELECT DISTINCT t FROM unnest(t_ids) AS t) AS b
+          JOIN flow_step_rows f ON f.trace_id = b.t AND f.run_span_id IS NULL
+    ),
+    up (trace_id, step_id, at, depth) AS (
+        SELECT o.trace_id, o.span_id, o.parent_span_id, 0 FROM orphans o WHERE o.parent_span_id IS NOT NULL
+        UNION ALL
+        SELECT u.trace_id, u.step_id, p.parent_span_id, u.depth + 1
+          FROM up u JOIN spans p ON p.trace_id = u.trace_id AND p.span_id = u.at
+         WHERE u.depth < 64 AND p.parent_span_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM execution_log_rows x WHERE x.trace_id = u.trace_id AND x.span_id = u.at)
+    ),
+    owned AS (
+        SELECT DISTINCT ON (u.trace_id, u.step_id) u.trace_id, u.step_id, u.at AS run_id
+          FROM up u JOIN execution_log_rows x ON x.trace_id = u.trace_id AND x.span_id = u.at
+         ORDER BY u.trace_id, u.step_id, u.depth
+    ),
+    adopted AS (
+        UPDATE flow_step_rows f SET run_span_id = o.run_id
+          FROM owned o
+         WHERE f.trace_id = o.trace_id AND f.span_id = o.step_id AND f.run_span_id IS NULL
+        RETURNING f.trace_id, f.run_span_id, f.status
+    )
+    UPDATE execution_log_rows e SET step_count = e.step_count + c.n, failed_step_count = e.failed_step_count + c.f
+      FROM (SELECT trace_id, run_span_id, count(*)::integer AS n, count(*) FILTER (WHERE status = 'failed')::integer AS f
+              FROM adopted GROUP BY trace_id, run_span_id) AS c
+     WHERE e.trace_id = c.trace_id AND e.span_id = c.run_span_id;
 
     -- Calls: final spans and pending markers in one statement, in key order (two writers
     -- then take the row locks in the same order: no deadlock). A final span replaces a
@@ -171,133 +266,7 @@ BEGIN
      ORDER BY s.trace_id, s.span_id
     ON CONFLICT (trace_id, span_id) DO NOTHING;
 
-    -- Runs: the traces whose summaries may change are those with a run, run marker or step
-    -- in this batch, and those that already have a run (a span between a run and its steps
-    -- may come last). Lock them in order, then write the runs and recompute the summaries.
-    SELECT array_agg(DISTINCT t) INTO traces FROM (
-        SELECT k.trace_id AS t FROM unnest(t_ids, roles) AS k(trace_id, role) WHERE k.role IN (1, 2, 7)
-        UNION
-        SELECT e.trace_id FROM execution_log_rows e WHERE e.trace_id = ANY (t_ids)) AS touched;
-    IF traces IS NULL THEN
-        RETURN;
-    END IF;
-    FOR lock_key IN SELECT DISTINCT ('x' || encode(substr(t, 1, 4), 'hex'))::bit(32)::integer
-                      FROM unnest(traces) AS t ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(1953759233, lock_key);  -- 0x74740001: "tt", lock space 1
-    END LOOP;
-
-    INSERT INTO execution_log_rows AS e (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
-        user_id, status, started_at, completed_at, total_duration_ms, run_status, run_error, request_span_id)
-    SELECT DISTINCT ON (s.trace_id, s.span_id)
-           s.trace_id, s.span_id, x."flow.id", x."flow.version", x."session.id",
-           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
-           CASE WHEN s.status_code = 2 THEN 'failed' ELSE 'completed' END,
-           s.start_time, s.end_time, (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
-           CASE WHEN s.status_code = 2 THEN 'error' ELSE 'ok' END,
-           CASE WHEN s.status_code = 2 THEN coalesce(ex.a ->> 'exception.message', nullif(s.status_message, ''), 'failed') END,
-           NULL
-      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
-      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
-     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
-      LEFT JOIN LATERAL (SELECT e.value -> 'attributes' AS a
-                           FROM jsonb_array_elements(s.events) WITH ORDINALITY AS e(value, n)
-                          WHERE s.status_code = 2 AND s.events <> '[]'::jsonb AND e.value ->> 'name' = 'exception'
-                          ORDER BY e.n DESC LIMIT 1) AS ex ON true
-     WHERE k.role = 1
-     ORDER BY s.trace_id, s.span_id
-    ON CONFLICT (trace_id, span_id) DO UPDATE SET
-        flow_id = excluded.flow_id, flow_version = excluded.flow_version, session_id = excluded.session_id,
-        conversation_id = excluded.conversation_id, user_id = excluded.user_id,
-        started_at = excluded.started_at, completed_at = excluded.completed_at,
-        total_duration_ms = excluded.total_duration_ms, run_status = excluded.run_status,
-        run_error = excluded.run_error, request_span_id = NULL;
-
-    -- A run's start marker: a running row for the marker's parent, until the run's span comes.
-    INSERT INTO execution_log_rows (trace_id, span_id, flow_id, flow_version, session_id, conversation_id,
-        user_id, status, started_at, run_status, request_span_id)
-    SELECT DISTINCT ON (s.trace_id, s.parent_span_id)
-           s.trace_id, s.parent_span_id, x."flow.id", x."flow.version", x."session.id",
-           coalesce(x."gen_ai.conversation.id", x."session.id"), x."user.id",
-           'running', s.start_time, 'running', s.span_id
-      FROM unnest(t_ids, s_ids, roles) AS k(trace_id, span_id, role)
-      JOIN spans s ON s.trace_id = k.trace_id AND s.span_id = k.span_id
-     CROSS JOIN LATERAL jsonb_to_record(s.attributes) AS x(
-           "flow.id" text, "flow.version" text, "session.id" text, "gen_ai.conversation.id" text, "user.id" text)
-     WHERE k.role = 7 AND octet_length(s.parent_span_id) = 8
-     ORDER BY s.trace_id, s.parent_span_id, s.span_id
-    ON CONFLICT (trace_id, span_id) DO NOTHING;
-
-    PERFORM tt_summarize_runs(traces);
 END $$;
-
--- Recompute the step summaries of every run in the given traces from what is stored. A
--- step belongs to its nearest ancestor run (a run inside a run starts its own): walk up
--- from each step's parent, through spans, until a run. A step whose parent is its run —
--- the common case — costs no walk at all. Tables are joined to the traces' ids, so the
--- planner reads them through their primary keys' trace_id prefix, never whole.
-CREATE FUNCTION tt_summarize_runs(traces bytea[]) RETURNS void
-    LANGUAGE sql
-    -- A few hundred traces against tables of millions: always key lookups. Growing
-    -- tables' statistics lag behind (bench/ingest saw whole-table scans that grew with
-    -- every batch), so the plan is not left to them.
-    SET enable_seqscan = off
-    AS $$
-WITH RECURSIVE
-touched AS MATERIALIZED (SELECT DISTINCT t AS trace_id FROM unnest(traces) AS t),
-runs AS MATERIALIZED (
-    SELECT e.trace_id, e.span_id, e.run_status, e.run_error
-      FROM touched t CROSS JOIN LATERAL (SELECT * FROM execution_log_rows x WHERE x.trace_id = t.trace_id OFFSET 0) e
-),
-steps AS MATERIALIZED (
-    SELECT f.trace_id, f.span_id, f.parent_span_id, f.node_id, f.node_type, f.step_number, f.status,
-           f.duration_ms, f.error_message, f.started_at
-      FROM touched t CROSS JOIN LATERAL (SELECT * FROM flow_step_rows x WHERE x.trace_id = t.trace_id OFFSET 0) f
-),
-up (trace_id, step_id, at, depth) AS (
-    SELECT s.trace_id, s.span_id, s.parent_span_id, 0 FROM steps s WHERE s.parent_span_id IS NOT NULL
-    UNION ALL
-    SELECT u.trace_id, u.step_id, p.parent_span_id, u.depth + 1
-      FROM up u JOIN spans p ON p.trace_id = u.trace_id AND p.span_id = u.at
-     WHERE u.depth < 64 AND p.parent_span_id IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.trace_id = u.trace_id AND r.span_id = u.at)
-),
-owned AS (
-    SELECT DISTINCT ON (u.trace_id, u.step_id) u.trace_id, u.step_id, u.at AS run_id
-      FROM up u JOIN runs r ON r.trace_id = u.trace_id AND r.span_id = u.at
-     ORDER BY u.trace_id, u.step_id, u.depth
-),
-summary AS (
-    SELECT o.trace_id, o.run_id,
-           jsonb_agg(jsonb_build_object(
-               'node', f.node_id, 'node_type', f.node_type, 'step_number', f.step_number, 'status', f.status,
-               'execution_time_ms', f.duration_ms, 'error', f.error_message,
-               'timestamp', to_char(f.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'span_id', encode(f.span_id, 'hex'))
-               ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id) AS execution_trace,
-           coalesce(array_agg(f.node_id ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
-                    FILTER (WHERE f.status = 'failed'), '{}') AS failed_nodes,
-           string_agg(f.node_id || ': ' || coalesce(f.error_message, 'failed'), '; '
-                      ORDER BY f.step_number NULLS LAST, f.started_at, f.span_id)
-               FILTER (WHERE f.status = 'failed') AS step_errors,
-           count(*)::integer AS step_count
-      FROM owned o JOIN steps f ON f.trace_id = o.trace_id AND f.span_id = o.step_id
-     GROUP BY o.trace_id, o.run_id
-)
-UPDATE execution_log_rows e SET
-    execution_trace = coalesce(st.execution_trace, '[]'),
-    failed_nodes = coalesce(st.failed_nodes, '{}'),
-    step_count = coalesce(st.step_count, 0),
-    status = CASE WHEN r.run_status = 'running' THEN 'running'
-                  WHEN r.run_status = 'error' THEN 'failed'
-                  WHEN st.step_errors IS NOT NULL THEN 'partial'
-                  ELSE 'completed' END,
-    error_summary = CASE WHEN r.run_error IS NOT NULL AND st.step_errors IS NOT NULL
-                         THEN r.run_error || ' (steps: ' || st.step_errors || ')'
-                         ELSE coalesce(r.run_error, st.step_errors) END
-  FROM runs r LEFT JOIN summary st ON st.trace_id = r.trace_id AND st.run_id = r.span_id
- WHERE e.trace_id = r.trace_id AND e.span_id = r.span_id
-$$;
 
 COMMENT ON FUNCTION tt_project(bytea) IS
     'Projects a batch of stored spans (keys: 25 bytes a span: trace id, span id, role) into the role tables.';
