@@ -246,6 +246,8 @@ class EmbeddedPostgres:
         settings = {
             "shared_buffers": "128MB",
             "max_connections": "100",
+            # tt_project locks each trace of a batch that holds runs or steps.
+            "max_locks_per_transaction": "256",
             # Error reports without DETAIL/CONTEXT lines and without the statement: a
             # failed COPY would otherwise copy span values into the server log.
             "log_error_verbosity": "terse",
