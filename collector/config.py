@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .processors.config import BatchProcessorConfig
 from .processors.memory_limiter_config import MemoryLimiterConfig
 from .processors.pii_masking import PiiMaskingConfig
+from .processors.trace_level import TraceLevelConfig
 from .processors.webhook_redaction import WebhookRedactionConfig
 from .receivers.config import OtlpReceiverConfig
 
@@ -33,6 +34,7 @@ PROCESSOR_TYPES: dict[str, type] = {
     "batch": BatchProcessorConfig,
     "memory_limiter": MemoryLimiterConfig,
     "pii_masking": PiiMaskingConfig,
+    "trace_level": TraceLevelConfig,
     "webhook_redaction": WebhookRedactionConfig,
 }
 EXPORTER_TYPES: dict[str, type] = {"postgres": PostgresExporterConfig, "debug": DebugExporterConfig}

@@ -82,6 +82,9 @@ class Service:
                 await exporter.start()
                 self._started.append(cid)
             for pid, processor in self._processors.items():
+                bind = getattr(processor, "bind_dsn", None)
+                if bind is not None:  # it reads the database: the exporter's, once it has started
+                    bind(self.postgres_dsn)
                 start = getattr(processor, "start", None)
                 if start is not None:
                     await start()

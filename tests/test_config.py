@@ -96,8 +96,8 @@ class TestDefaultConfig:
         assert pg.retry_on_failure.max_elapsed_time == timedelta(seconds=5)
         assert config.exporters["debug"] == DebugExporterConfig(verbosity="basic")
         assert config.service.pipelines == {
-            "traces": PipelineConfig(receivers=("otlp",), processors=("memory_limiter", "pii_masking", "webhook_redaction",
-                                                                  "batch"), exporters=("postgres",))
+            "traces": PipelineConfig(receivers=("otlp",), processors=("memory_limiter", "trace_level", "pii_masking",
+                                                                  "webhook_redaction", "batch"), exporters=("postgres",))
         }
         assert config.service.telemetry.logs.level == "info"
         assert config.service.extensions == ()
@@ -185,6 +185,8 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("pii-masking-unknown-pattern.yaml", "processors.pii_masking.patterns", ("unknown detector", "'passport'")),
     ("pii-masking-hash-without-secret.yaml", "processors.pii_masking.hash_secret", ("at least 16",)),
     ("pii-masking-bad-mode.yaml", "processors.pii_masking.mode", ("'placeholder' or 'hash'", "'scramble'")),
+    ("trace-level-unknown-level.yaml", "processors.trace_level.default_level", ("minimal, standard or verbose", "chatty")),
+    ("trace-level-zero-refresh.yaml", "processors.trace_level.refresh_interval", ("> 0",)),
     ("webhook-redaction-negative-body.yaml", "processors.webhook_redaction.max_body_bytes", (">= 0", "-5")),
 ]
 

@@ -121,7 +121,7 @@ def _server_log(dsn: str) -> str:
 def test_masking_off_is_an_explicit_choice(dsn: str) -> None:
     """The shipped config masks; the harness's bare config (no masking processors) does not."""
     text = DEFAULT_CONFIG_PATH.read_text()
-    assert "processors: [memory_limiter, pii_masking, webhook_redaction, batch]" in text
+    assert "processors: [memory_limiter, trace_level, pii_masking, webhook_redaction, batch]" in text
     running = start_collector(dsn)
     try:
         provider = TracerProvider()

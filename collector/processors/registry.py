@@ -15,11 +15,13 @@ from ..consumer import Processor
 from .memory_limiter import MemoryLimiter
 from .memory_limiter_config import MemoryLimiterConfig
 from .pii_masking import PiiMaskingConfig, PiiMaskingProcessor
+from .trace_level import TraceLevelConfig, TraceLevelProcessor
 from .webhook_redaction import WebhookRedactionConfig, WebhookRedactionProcessor
 
 FACTORIES: dict[type, Callable[[Any], Processor]] = {
     MemoryLimiterConfig: MemoryLimiter,
     PiiMaskingConfig: PiiMaskingProcessor,
+    TraceLevelConfig: TraceLevelProcessor,
     WebhookRedactionConfig: WebhookRedactionProcessor,
 }
 

@@ -1,0 +1,202 @@
+"""The ``trace_level`` processor: how much detail each span keeps, and which flows are traced.
+
+A span's level is, first found: its own ``flow.trace_level`` attribute, its resource's,
+the row of its flow (``flow.id``) in the ``tracing_config`` table, then
+``default_level``. Levels:
+
+- ``minimal``: no state snapshots and no execution details (the attributes are removed);
+- ``standard``: snapshots kept (masked by ``pii_masking`` further down the pipeline) and
+  execution details reduced to a summary: scalars kept, lists and objects replaced by
+  their sizes and keys;
+- ``verbose``: everything.
+
+Spans of a flow whose ``tracing_config`` row says ``enabled = false`` are dropped and
+counted. The table is read at start and every ``refresh_interval`` after, so a change
+takes effect without a restart; while the database cannot be read, the last settings
+read stay in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from ..batch import SpanBatch
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("minimal", "standard", "verbose")
+LEVEL_KEY = "flow.trace_level"
+SNAPSHOT_KEYS = frozenset({"flow.state.before", "flow.state.after", "flow.context.snapshot"})
+DETAILS_KEYS = frozenset({"flow.node.details"})
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLevelConfig:
+    """``processors.trace_level``."""
+
+    default_level: str = "standard"
+    """The level of spans that name none and whose flow has no ``tracing_config`` row."""
+    refresh_interval: timedelta = timedelta(seconds=5)
+    """How often ``tracing_config`` is read again."""
+    dsn: str = ""
+    """The database holding ``tracing_config``; empty: the postgres exporter's."""
+
+    def validate(self, path: str) -> None:
+        if self.default_level not in LEVELS:
+            raise ConfigError(f"{path}.default_level: must be minimal, standard or verbose, got {self.default_level!r}")
+        if self.refresh_interval <= timedelta(0):
+            raise ConfigError(f"{path}.refresh_interval: must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSetting:
+    """One ``tracing_config`` row."""
+
+    enabled: bool
+    level: str
+
+
+def summarize_details(text: str) -> str:
+    """Execution details reduced to their outline: scalars kept (cut to 200 characters),
+    lists and objects replaced by their sizes and keys. Not JSON: a size only."""
+    try:
+        details = json.loads(text)
+    except ValueError:
+        return json.dumps({"@summary": {"chars": len(text)}})
+    if not isinstance(details, dict):
+        return json.dumps({"@summary": _outline(details)})
+    return json.dumps({k: _outline(v) for k, v in details.items()}, ensure_ascii=False)
+
+
+def _outline(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:200]
+    if isinstance(value, list):
+        return {"@items": len(value)}
+    if isinstance(value, dict):
+        return {"@keys": sorted(value)[:20]}
+    return value
+
+
+class TraceLevelProcessor:
+    """Applies trace levels and drops spans of disabled flows.
+
+    Attributes:
+        dropped_spans: spans dropped because their flow is disabled.
+    """
+
+    def __init__(self, config: TraceLevelConfig) -> None:
+        self._config = config
+        self._flows: dict[str, FlowSetting] = {}
+        self._dsn_source: Callable[[], str | None] = lambda: config.dsn or None
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+        self.dropped_spans = 0
+
+    def bind_dsn(self, source: Callable[[], str | None]) -> None:
+        """Where to read ``tracing_config`` when no ``dsn`` is configured (the service's exporter)."""
+        if not self._config.dsn:
+            self._dsn_source = source
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._refresh_loop(), name="trace_level refresh")
+
+    async def shutdown(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _refresh_loop(self) -> None:
+        interval = self._config.refresh_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read ``tracing_config`` again (errors keep the last settings, logged once)."""
+        dsn = self._dsn_source()
+        if not dsn:
+            return
+        try:
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                rows = await (await conn.execute("SELECT flow_id, enabled, level FROM tracing_config")).fetchall()
+        except (psycopg.Error, OSError) as exc:
+            if not self._failing:
+                logger.warning("cannot read tracing_config (%s); keeping the last settings", type(exc).__name__)
+                self._failing = True
+            return
+        if self._failing:
+            logger.info("tracing_config readable again")
+            self._failing = False
+        self._flows = {str(f): FlowSetting(bool(e), str(lv)) for f, e, lv in rows}
+
+    def __call__(self, batch: SpanBatch) -> SpanBatch:
+        flows = self._flows
+        default = self._config.default_level
+        dropped = 0
+        for rs in batch.resource_spans:
+            resource_level, resource_flow = _level_and_flow(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                keep = []
+                changed = False
+                for span in ss.spans:
+                    level, flow = _level_and_flow(span.attributes)
+                    setting = flows.get(flow or resource_flow or "")
+                    if setting is not None and not setting.enabled:
+                        dropped += 1
+                        changed = True
+                        continue
+                    level = level or resource_level or (setting.level if setting else None) or default
+                    if level != "verbose":
+                        _reduce(span.attributes, level)
+                    keep.append(span)
+                if changed:
+                    del ss.spans[:]
+                    ss.spans.extend(keep)
+        if dropped:
+            self.dropped_spans += dropped
+            batch.span_count -= dropped
+        return batch
+
+
+def _level_and_flow(attrs: Any) -> tuple[str | None, str | None]:
+    level = flow = None
+    for kv in attrs:
+        key = kv.key
+        if key == LEVEL_KEY:
+            value = kv.value.string_value
+            level = value if value in LEVELS else level
+        elif key == "flow.id":
+            flow = kv.value.string_value or None
+    return level, flow
+
+
+def _reduce(attrs: Any, level: str) -> None:
+    remove = []
+    for i, kv in enumerate(attrs):
+        key = kv.key
+        if key in SNAPSHOT_KEYS:
+            if level == "minimal":
+                remove.append(i)
+        elif key in DETAILS_KEYS:
+            if level == "minimal":
+                remove.append(i)
+            elif kv.value.WhichOneof("value") == "string_value":
+                kv.value.string_value = summarize_details(kv.value.string_value)
+    for i in reversed(remove):
+        del attrs[i]
+
