@@ -9,11 +9,14 @@ the same kind of rows COPY'd straight into a copy of ``spans`` (the ceiling) →
 With ``--compare-projections`` (the default for ``--workload mixed``) the ceiling is
 replaced by a second phase: the same load against a fresh collector with
 ``projections: false``, then with ``projections: true``, tables emptied in between, and
-the cost of projections (1 - on/off) is reported. See README.md.
+the cost of projections (1 - on/off) is reported. With ``--compare-masking`` the two
+phases are masking off (processors ``[batch]``) and on (``[pii_masking,
+webhook_redaction, batch]``, their defaults), projections alike in both, and the
+throughput ratio on/off is reported. See README.md.
 
     .venv/bin/python bench/ingest.py [--duration 30] [--streams 8] [--spans-per-request 512]
                                      [--attributes 10] [--workload raw|mixed] [--[no-]compare-projections]
-                                     [--dsn DSN] [--py-spy FILE]
+                                     [--compare-masking] [--[no-]projections] [--dsn DSN] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
@@ -38,10 +41,12 @@ import loadgen
 import projection_check
 from mixed_payload import WORKLOADS
 from procs import Collector, MachineCpu, collector_config, free_port, tree_cpu_seconds
-from report import E2eResult, WindowCpu, compare_summary, summary
+from report import E2eResult, WindowCpu, compare_summary, masking_summary, summary
 from tracetables.exporters.postgres.config import PostgresExporterConfig
 from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig
 from tracetables.exporters.postgres.schema import migrate
+
+MASKING_PROCESSORS = ("pii_masking", "webhook_redaction")  # as in the shipped default-config.yaml
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-projections", action=argparse.BooleanOptionalAction, default=None,
                    help="measure with projections off, then on, instead of the COPY ceiling "
                         "(default: on for --workload mixed, off for raw)")
+    p.add_argument("--compare-masking", action="store_true",
+                   help="measure with processors [batch], then [pii_masking, webhook_redaction, batch], "
+                        "instead of the COPY ceiling or the projections comparison")
+    p.add_argument("--projections", action=argparse.BooleanOptionalAction, default=None,
+                   help="the exporter's projections setting, in every phase (default: the project default, on); "
+                        "not with --compare-projections")
     p.add_argument("--dsn", help="scratch PostgreSQL database; its spans table is EMPTIED (default: embedded)")
     p.add_argument("--batch-timeout", metavar="DURATION",
                    help="override processors.batch.timeout, e.g. 10ms (default: the project default)")
@@ -69,8 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.duration, args.streams, args.spans_per_request) <= 0 or args.attributes < 0 or args.warmup < 0:
         p.error("--duration, --streams, --spans-per-request must be > 0; --attributes, --warmup >= 0")
+    if args.compare_masking and args.compare_projections:
+        p.error("--compare-masking and --compare-projections are two different runs: choose one")
     if args.compare_projections is None:
-        args.compare_projections = args.workload == "mixed"
+        args.compare_projections = args.workload == "mixed" and not args.compare_masking
+    if args.compare_projections and args.projections is not None:
+        p.error("--[no-]projections: --compare-projections runs both settings")
     return args
 
 
@@ -123,16 +138,17 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir: Path,
-            stack: contextlib.ExitStack, projections: bool | None = None, tag: str = "") -> E2eResult:
+            stack: contextlib.ExitStack, projections: bool | None = None, tag: str = "",
+            processors: Sequence[str] = ()) -> E2eResult:
     """Collector up, load for warm-up + duration, count what is committed, collector down.
 
-    ``projections`` sets the exporter's flag (None: the project default); ``tag`` names
-    this phase's files.
+    ``projections`` sets the exporter's flag (None: the project default); ``processors``
+    run before ``batch`` (default: none); ``tag`` names this phase's files.
     """
     port = free_port()
     config = workdir / f"collector{tag}.yaml"
     config.write_text(collector_config(port, dsn, args.batch_timeout, args.num_consumers, args.encoding_workers,
-                                       projections))
+                                       projections, processors))
     collector = Collector(config, workdir / f"collector{tag}.log")
     stack.callback(collector.stop)  # idempotent: also runs if anything below fails
     try:
@@ -155,7 +171,8 @@ def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir:
         print_tail(lines, "collector log")
     warnings = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
     on = PostgresExporterConfig().projections if projections is None else projections
-    return E2eResult(load, cpu, counts["spans"], collector_alive and status == 0, warnings, on, counts)
+    return E2eResult(load, cpu, counts["spans"], collector_alive and status == 0, warnings, on, counts,
+                     tuple(processors))
 
 
 def drive_load(spec: loadgen.LoadSpec, collector_pid: int, postmaster: int | None, py_spy: Path | None,
@@ -238,6 +255,34 @@ def compare_projections(args: argparse.Namespace, dsn: str, postmaster: int | No
     return compare_summary(args, phases[0], phases[1], server, embedded=not args.dsn)
 
 
+def compare_masking(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir: Path,
+                    stack: contextlib.ExitStack, server: dict[str, str]) -> bool:
+    """The same load twice, each against a fresh collector on emptied tables: masking off, then on."""
+    phases: list[E2eResult] = []
+    for processors in ((), MASKING_PROCESSORS):
+        if phases:
+            empty_tables(dsn)
+        name = "on" if processors else "off"
+        print(f"phase: masking {name} (processors: {', '.join([*processors, 'batch'])})")
+        e2e = run_e2e(args, dsn, postmaster, workdir, stack, args.projections, f"-masking-{name}", processors)
+        print(f"phase done: {e2e.rate:,.0f} spans/s; {e2e.stored:,} spans stored")
+        phases.append(e2e)
+    masked = count_masked_spans(dsn)
+    return masking_summary(args, phases[0], phases[1], masked, server, embedded=not args.dsn)
+
+
+def count_masked_spans(dsn: str) -> int | None:
+    """Spans stored with a ``tracetables.masked`` summary (something was masked in them); None if too slow."""
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '180s'")
+            row = conn.execute("SELECT count(*) FROM spans WHERE attributes ? 'tracetables.masked'").fetchone()
+            return int(row[0]) if row else None
+    except psycopg.Error as exc:
+        print(f"counting masked spans failed: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -248,10 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             dsn, postmaster = start_database(args, workdir, stack)
             server = prepare_database(dsn)
             print(f"PostgreSQL {server['server_version']} ready ({'--dsn' if args.dsn else 'embedded, durable'})")
-            if args.compare_projections:
+            if args.compare_masking:
+                ok = compare_masking(args, dsn, postmaster, workdir, stack, server)
+            elif args.compare_projections:
                 ok = compare_projections(args, dsn, postmaster, workdir, stack, server)
             else:
-                e2e = run_e2e(args, dsn, postmaster, workdir, stack)
+                e2e = run_e2e(args, dsn, postmaster, workdir, stack, args.projections)
                 print(f"e2e done: {e2e.rate:,.0f} spans/s; {e2e.stored:,} spans stored")
                 ceilings = run_ceilings(dsn, args, e2e.stored, postmaster)
                 ok = summary(args, e2e, ceilings, server, embedded=not args.dsn)

@@ -11,6 +11,7 @@ can sample other processes' CPU.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -46,6 +47,7 @@ class LoadResult:
     window_ok_requests: int = 0
     window_acked_spans: int = 0
     window_latencies: list[float] = field(default_factory=list)  # seconds, OK calls in the window
+    window_acked_by_second: list[int] = field(default_factory=list)  # spans acked per second of the window
     total_sent_requests: int = 0
     total_ok_requests: int = 0
     total_acked_spans: int = 0  # every OK call, warm-up and tail included
@@ -80,6 +82,7 @@ async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) ->
         began = time.monotonic()
         window_start = began + spec.warmup
         window_end = window_start + spec.duration
+        per_second = result.window_acked_by_second = [0] * max(1, math.ceil(spec.duration))
 
         async def stream(index: int) -> None:
             n = index
@@ -108,6 +111,7 @@ async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) ->
                     result.window_ok_requests += 1
                     result.window_acked_spans += acked
                     result.window_latencies.append(done - sent)
+                    per_second[min(int(done - window_start), len(per_second) - 1)] += acked
 
         async def clock() -> None:
             await asyncio.sleep(max(0.0, window_start - time.monotonic()))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +24,15 @@ def free_port() -> int:
 
 
 def collector_config(port: int, dsn: str, batch_timeout: str | None = None, num_consumers: int | None = None,
-                     encoding_workers: int | None = None, projections: bool | None = None) -> str:
+                     encoding_workers: int | None = None, projections: bool | None = None,
+                     processors: Sequence[str] = ()) -> str:
     """gRPC on loopback, no HTTP, the batch processor and postgres exporter on ``dsn``, with
     project defaults unless ``batch_timeout`` / ``num_consumers`` / ``encoding_workers`` /
-    ``projections`` are given."""
+    ``projections`` are given. ``processors`` (e.g. ``pii_masking``, ``webhook_redaction``)
+    run before ``batch``, in that order, each with its defaults."""
     batch = f'{{timeout: "{batch_timeout}"}}' if batch_timeout else "{}"
+    before = "".join(f"\n  {name}: {{}}" for name in processors)
+    chain = ", ".join([*processors, "batch"])
     consumers = f"\n    sending_queue: {{num_consumers: {num_consumers}}}" if num_consumers else ""
     if encoding_workers is not None:
         consumers += f"\n    encoding_workers: {encoding_workers}"
@@ -39,7 +44,7 @@ def collector_config(port: int, dsn: str, batch_timeout: str | None = None, num_
     protocols:
       grpc:
         endpoint: "127.0.0.1:{port}"
-processors:
+processors:{before}
   batch: {batch}
 exporters:
   postgres:
@@ -48,7 +53,7 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
+      processors: [{chain}]
       exporters: [postgres]
   telemetry:
     logs:

@@ -19,6 +19,7 @@ from tracetables.exporters.postgres.config import SendingQueueConfig
 
 TARGET_RATIO = 0.50  # e2e >= 50 % of the COPY-alone ceiling
 TARGET_PROJECTION_COST = 0.30  # projections cost at most 30 % of the throughput without them
+TARGET_MASKING_RATIO = 0.70  # with masking on, at least 70 % of the throughput with it off
 
 
 @dataclass
@@ -40,6 +41,7 @@ class E2eResult:
     collector_warnings: list[str]
     projections: bool = True  # the exporter's setting in this run
     counts: dict[str, int] = field(default_factory=dict)  # projection_check.table_counts, same moment
+    processors: tuple[str, ...] = ()  # the pipeline's processors before batch in this run
 
     @property
     def rate(self) -> float:
@@ -103,7 +105,9 @@ def _cpu(e2e: E2eResult, indent: str = "") -> list[str]:
         f"cpu, cores   {indent}collector {cpu.collector / secs:.2f}"
         + (f", postgres {pg / secs:.2f}" if pg is not None else "")
         + f", load generator {cpu.loadgen / secs:.2f}"
-        + (f" (/proc/stat: machine busy {cpu.machine.busy / secs:.2f} of {cpu.machine.total / secs:.1f})"
+        + (f" (/proc/stat: machine busy {cpu.machine.busy / secs:.2f} of {cpu.machine.total / secs:.1f}"
+           + (f", other processes {(cpu.machine.busy - cpu.collector - pg - cpu.loadgen) / secs:.2f}"
+              if pg is not None else "") + ")"
            if cpu.machine else ""),
         f"cpu/span     {indent}collector {cpu.collector * us:.1f} us"
         + (f", postgres {pg * us:.1f} us" if pg is not None else "")
@@ -120,10 +124,18 @@ def _e2e(e2e: E2eResult, label: str = "e2e         ") -> list[str]:
         f"{load.window_ok_requests:,} OK requests completed in the {secs:g} s window)",
         f"latency      p50 {percentile(lat, .5) * 1e3:.0f} ms, p99 {percentile(lat, .99) * 1e3:.0f} ms, "
         f"max {(lat[-1] if lat else 0) * 1e3:.0f} ms per Export call",
+        f"trend        spans/s by third of the window: {_thirds(load.window_acked_by_second)}",
         f"non-OK       {errors}; spans rejected via partial_success: {load.rejected_spans}",
         f"verified     SELECT count(*) FROM spans = {e2e.stored:,} {'>=' if e2e.verified else '<'} "
         f"{load.total_acked_spans:,} acknowledged -> {'OK' if e2e.verified else 'FAILED'}",
     ]
+
+
+def _thirds(per_second: list[int]) -> str:
+    """``41,200 / 39,800 / 40,100``: a throughput that falls over the window shows a growing cost."""
+    n = len(per_second)
+    cuts = [0, n // 3, 2 * n // 3, n]
+    return " / ".join(f"{sum(per_second[a:b]) / (b - a):,.0f}" if b > a else "-" for a, b in zip(cuts, cuts[1:]))
 
 
 def _checks(e2e: E2eResult) -> list[str]:
@@ -196,4 +208,33 @@ def compare_summary(args: argparse.Namespace, off: E2eResult, on: E2eResult, ser
         lines.append(f"             postgres CPU per span: off {pg_off:.1f} us, on {pg_on:.1f} us "
                      f"(+{pg_on - pg_off:.1f} us for the projections)")
     _print("tracetables ingest bench: projections on vs off", lines + _tail(args, [off, on]))
+    return off.ok and on.ok
+
+
+def masking_summary(args: argparse.Namespace, off: E2eResult, on: E2eResult, masked_spans: int | None,
+                    server: dict[str, str], embedded: bool) -> bool:
+    """Print both phases, the throughput ratio masking on / off and the collector's CPU per span."""
+    ratio = on.rate / off.rate if off.rate else 0.0
+    projections = "on" if on.projections else "off"
+    lines = _header(args, server, embedded, " per phase") + [
+        _workload(args, on),
+        f"pipeline     off: [{', '.join([*off.processors, 'batch'])}]; on: [{', '.join([*on.processors, 'batch'])}]"
+        f" (processor defaults); projections {projections} in both",
+    ]
+    for name, e2e in (("off", off), ("on", on)):
+        lines += _e2e(e2e, f"e2e, {name:<3}    ") + _checks(e2e) + _cpu(e2e)
+    if masked_spans is not None:
+        lines.append(f"masked       {masked_spans:,} of {on.stored:,} spans stored with masking on carry "
+                     "tracetables.masked (the workload plants no secrets)")
+    lines.append(f"ratio        masking on / off = {on.rate:,.0f} / {off.rate:,.0f} = {ratio:.1%} "
+                 f"(target >= {TARGET_MASKING_RATIO:.0%}: {'met' if ratio >= TARGET_MASKING_RATIO else 'NOT met'})")
+    if off.load.window_acked_spans and on.load.window_acked_spans:
+        c_off = off.cpu.collector / off.load.window_acked_spans * 1e6
+        c_on = on.cpu.collector / on.load.window_acked_spans * 1e6
+        lines.append(f"             collector CPU per span: off {c_off:.1f} us, on {c_on:.1f} us "
+                     f"(+{c_on - c_off:.1f} us for {' + '.join(on.processors) or 'nothing'})")
+        if off.cpu.postgres is not None and on.cpu.postgres is not None:
+            lines.append(f"             postgres CPU per span: off {off.cpu.postgres / off.load.window_acked_spans * 1e6:.1f}"
+                         f" us, on {on.cpu.postgres / on.load.window_acked_spans * 1e6:.1f} us")
+    _print("tracetables ingest bench: masking on vs off", lines + _tail(args, [off, on]))
     return off.ok and on.ok

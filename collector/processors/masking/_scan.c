@@ -54,7 +54,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Py_ssize_t nlit = PyTuple_GET_SIZE(lits);
     if (nlit > MAX_LITERALS) { PyErr_SetString(PyExc_ValueError, "too many literals"); return NULL; }
     Literal literal[MAX_LITERALS];
-    unsigned char first[128] = {0};
+    unsigned long long first[128] = {0};  /* first character -> literals starting with it */
     for (Py_ssize_t i = 0; i < nlit; i++) {
         PyObject *item = PyTuple_GET_ITEM(lits, i);
         if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item) || PyUnicode_GET_LENGTH(item) == 0) {
@@ -63,7 +63,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         literal[i].s = (const char *)PyUnicode_1BYTE_DATA(item);
         literal[i].n = PyUnicode_GET_LENGTH(item);
-        first[(unsigned char)literal[i].s[0]] = 1;
+        first[(unsigned char)literal[i].s[0] & 127] |= 1ULL << i;
     }
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
@@ -87,9 +87,12 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     for (i = 0; i <= n; i++) {
         Py_UCS4 c = i < n ? PyUnicode_READ(kind, data, i) : 0;
         /* literals */
-        if (c < 128 && first[c]) {
-            for (Py_ssize_t l = 0; l < nlit; l++) {
-                if (mask & (1ULL << l) || (Py_UCS4)(unsigned char)literal[l].s[0] != c || i + literal[l].n > n) continue;
+        unsigned long long todo = c < 128 ? first[c] & ~mask : 0;
+        while (todo) {
+            int l = __builtin_ctzll(todo);
+            todo &= todo - 1;
+            {
+                if (i + literal[l].n > n) continue;
                 Py_ssize_t k = 1;
                 while (k < literal[l].n && PyUnicode_READ(kind, data, i + k) == (Py_UCS4)(unsigned char)literal[l].s[k]) k++;
                 if (k == literal[l].n) mask |= 1ULL << l;

@@ -33,6 +33,8 @@ _NO_SCAN: Scan = (0, [], [], [], [])  # "not scanned" (the reference path), by i
 REDACTED = "[REDACTED]"
 _NIBBLE = "abcdefghijklmnop"
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+(?::[a-p]{16})?\]")
+_CLEAN_MAX_LEN = 256  # values up to this long are remembered once found clean
+_CLEAN_CACHE = 50_000  # at most this many (about 5 MB)
 _MAX_DEPTH = 64  # deeper JSON is masked as text only (no key-based pass below it)
 
 
@@ -54,6 +56,7 @@ class Masker:
         self._detectors = detectors
         self._any_trigger = any_trigger(detectors)
         self._compiled = compiled and _compiled is not None
+        self._clean: set[str] = set()  # short values already found clean
         literals = sorted({t for d in detectors if not d.window for t in d.triggers})
         self._literals = tuple(literals)
         self._bits = [sum(1 << literals.index(t) for t in d.triggers) if not d.window else 0 for d in detectors]
@@ -86,8 +89,13 @@ class Masker:
         (so a replacement never breaks the JSON), and text with ``\\u`` escapes, which
         could hide an ``@`` from them, is always parsed.
         """
+        short = len(value) <= _CLEAN_MAX_LEN
+        if short and value in self._clean:
+            return value  # seen before, and clean: names, methods, ids repeat on every span
         scan = self._scan(value) if self._compiled else _NO_SCAN
         if scan is None:
+            if short:
+                self._remember_clean(value)
             return value  # the compiled scan found nothing any detector could match
         if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
             keys = [value[a:b] for a, b in scan[4]] if scan is not _NO_SCAN else json_keys(value)
@@ -95,7 +103,15 @@ class Masker:
                 masked = self._json_text(value, counts)
                 if masked is not None:
                     return masked
-        return self.patterns(value, counts, scan)
+        masked = self.patterns(value, counts, scan)
+        if short and masked is value:
+            self._remember_clean(value)
+        return masked
+
+    def _remember_clean(self, value: str) -> None:
+        if len(self._clean) >= _CLEAN_CACHE:  # bounded: forget all and start again
+            self._clean.clear()
+        self._clean.add(value)
 
     def _has_sensitive_key(self, keys: list[str]) -> bool:
         sensitive = self.keys.sensitive
