@@ -212,3 +212,13 @@ def test_compiled_scan_gives_the_reference_output(text: str) -> None:
     fast, slow = Counter[str](), Counter[str]()
     assert MASKER.text(text, fast) == REFERENCE.text(text, slow)
     assert fast == slow
+
+
+@pytest.mark.parametrize("text, gone", [
+    ("+100000000 020 7946 0018", "7946 0018"),  # a phone pattern running on into the next phone
+    ("4111111111111111 000 000 00", "4111111111111111"),  # a card followed by more digits
+    ("+14155550123 00000", "4155550123"),
+])  # fmt: skip
+def test_greedy_matches_leave_no_part_of_a_secret(text: str, gone: str) -> None:
+    assert gone not in mask(text)
+    assert gone not in REFERENCE.text(text, Counter())

@@ -81,6 +81,18 @@ def _longest(ok: Callable[[str], bool]) -> Callable[[str], int]:
     return fit
 
 
+def _whole_if(fit: Callable[[str], int]) -> Callable[[str], int]:
+    """All of a candidate once a prefix of it is a real match.
+
+    A phone pattern can run on into the next number (``+1 000 000 020 7946 0018``): cut
+    at the longest valid prefix, the rest would be left showing part of a second phone.
+    Masking a few digits too many is the safe side.
+    """
+    def whole(text: str) -> int:
+        return len(text) if fit(text) else 0
+    return whole
+
+
 @dataclass(frozen=True, slots=True)
 class Detector:
     """One kind of sensitive value.
@@ -172,7 +184,7 @@ DETECTORS: tuple[Detector, ...] = (
                  r"|[2-9]\d{2}[ .-]\d{3}[ .-]\d{4}"                     # 415-555-0199
                  r"|0\d{1,4}(?:[ .-]\d{2,4}){2,4}"                      # national: 020 7946 0018, 06 12 34 56 78
                  r")(?![\w.:/-])"),
-             fit=_longest(_phone_ok), trigger_pattern=_DIGIT_RUN, window="digits"),
+             fit=_whole_if(_longest(_phone_ok)), trigger_pattern=_DIGIT_RUN, window="digits"),
 )  # fmt: skip
 
 KINDS: tuple[str, ...] = tuple(d.kind for d in DETECTORS)
