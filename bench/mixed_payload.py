@@ -33,7 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 import otlp_payload
-from otlp_payload import Template, _any, _attributes, self_check
+from otlp_payload import Template, _any, _attributes, sdk_resource_spans, self_check
 from projection_check import role_counts
 
 WORKLOADS = ("raw", "mixed")
@@ -225,13 +225,7 @@ def build_mixed_request(rng: random.Random, variant: int, spans: int, now_ns: in
     """One export of exactly ``spans`` spans: flow traces while they fit, then plain traces."""
     service = FLOW_SERVICES[variant % len(FLOW_SERVICES)]
     request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
-    resource = {"service.name": service, "service.version": f"3.{variant % 4}.{variant % 13}",
-                "service.instance.id": f"{rng.getrandbits(128):032x}", "deployment.environment.name": "production",
-                "host.name": f"{service}-{rng.randrange(10**5):05d}", "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.34.1"}
-    rs.resource.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in resource.items())
+    rs = sdk_resource_spans(request, rng, service, f"3.{variant % 4}.{variant % 13}")
     traces: list[_Trace] = []
     made = 0
     while made < spans:

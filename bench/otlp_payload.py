@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 SERVICES = ("frontend", "checkout", "cart", "payment", "catalog", "shipping", "recommendation", "accounts")
 ROUTES = ("/api/cart", "/api/cart/items/{id}", "/api/checkout", "/api/products/{id}", "/api/orders",
@@ -153,18 +153,25 @@ def _attributes(rng: random.Random, pool: list[tuple[str, AttrGen]], count: int)
     return out
 
 
+def sdk_resource_spans(request: ExportTraceServiceRequest, rng: random.Random, service: str,
+                       version: str) -> ResourceSpans:
+    """A new ResourceSpans with the resource an OTel SDK sends for one service instance."""
+    rs = request.resource_spans.add()
+    rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    resource = {"service.name": service, "service.version": version,
+                "service.instance.id": f"{rng.getrandbits(128):032x}", "deployment.environment.name": "production",
+                "host.name": f"{service}-{rng.randrange(10**5):05d}", "telemetry.sdk.language": "python",
+                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.34.1"}
+    rs.resource.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in resource.items())
+    return rs
+
+
 def build_request(rng: random.Random, variant: int, spans: int, attributes: int,
                   now_ns: int) -> ExportTraceServiceRequest:
     """One SDK-like export: one service instance, traces of 1-12 spans, 2% errors."""
     service = SERVICES[variant % len(SERVICES)]
     request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
-    resource = {"service.name": service, "service.version": f"2.{variant % 5}.{variant % 17}",
-                "service.instance.id": f"{rng.getrandbits(128):032x}", "deployment.environment.name": "production",
-                "host.name": f"{service}-{rng.randrange(10**5):05d}", "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.34.1"}
-    rs.resource.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in resource.items())
+    rs = sdk_resource_spans(request, rng, service, f"2.{variant % 5}.{variant % 17}")
     scopes: dict[tuple[str, str], list[Span]] = {}
     made = 0
     while made < spans:
