@@ -55,13 +55,8 @@ class Call(_FlowSpan):
             self._attributes["flow.call.request"] = to_json(self._request, self._limit)
 
     def _started(self, tracer: trace.Tracer) -> None:
-        marker = tracer.start_span(
-            f"{self._name} pending",
-            kind=trace.SpanKind.INTERNAL,
-            attributes={"flow.role": "call", "flow.pending": True, "flow.call.key": self._key,
-                        "flow.call.attempt": self._attributes["flow.call.attempt"]},
-        )
-        marker.end(end_time=getattr(marker, "start_time", None))  # zero length where the SDK records times
+        self._marker(tracer, f"{self._name} pending", {
+            "flow.role": "call", "flow.call.key": self._key, "flow.call.attempt": self._attributes["flow.call.attempt"]})
 
     def response(self, value: Any, status_code: int | None = None) -> None:
         """Record the response payload and, for HTTP, its status code."""

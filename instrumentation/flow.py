@@ -148,6 +148,13 @@ class _FlowSpan:
     def _started(self, tracer: trace.Tracer) -> None:
         """Runs once the span is current (inside the same try as the start)."""
 
+    @staticmethod
+    def _marker(tracer: trace.Tracer, name: str, attributes: dict[str, Any]) -> None:
+        """A zero-length ``flow.pending`` child of the current span: the collector shows its
+        parent as started (a pending call, a running run) before the parent's span ends."""
+        marker = tracer.start_span(name, kind=trace.SpanKind.INTERNAL, attributes={**attributes, "flow.pending": True})
+        marker.end(end_time=getattr(marker, "start_time", None))  # zero length where the SDK records times
+
     def _finish(self) -> None:
         """Set attributes known only at the end; runs inside a try."""
 
@@ -226,12 +233,9 @@ class Run(_FlowSpan):
             self._attributes["flow.run.request"] = to_json(self._request, self._limit)
 
     def _started(self, tracer: trace.Tracer) -> None:
-        # A zero-length start marker (flow.pending): the run shows as 'running' in
-        # execution_logs from its first step, long before its own span ends.
-        marker_attributes = {k: v for k, v in self._attributes.items() if v is not None}
-        marker_attributes.update({"flow.role": "run", "flow.pending": True})
-        marker = tracer.start_span(f"{self._name} started", kind=trace.SpanKind.INTERNAL, attributes=marker_attributes)
-        marker.end(end_time=getattr(marker, "start_time", None))
+        # The run is 'running' in execution_logs from its first step, long before it ends.
+        attributes = {k: v for k, v in self._attributes.items() if v is not None}
+        self._marker(tracer, f"{self._name} started", {**attributes, "flow.role": "run"})
 
     def response(self, value: Any) -> None:
         """Record the run's response message (any JSON-able value)."""
