@@ -12,6 +12,7 @@ longer be recognised.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -101,10 +102,10 @@ class WebhookRedactionProcessor:
             v.string_value = REDACTED
             self.redacted_values += 1
 
-    def _each_string(self, v: AnyValue, change: object) -> None:
+    def _each_string(self, v: AnyValue, change: Callable[[str], str]) -> None:
         kind = v.WhichOneof("value")
         if kind == "string_value":
-            new = change(v.string_value)  # type: ignore[operator]
+            new = change(v.string_value)
             if new != v.string_value:
                 v.string_value = new
         elif kind == "array_value":

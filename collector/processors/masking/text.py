@@ -28,7 +28,6 @@ except ImportError:  # a source tree nobody built: the reference path takes over
 Scan = tuple[int, list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]
 _WINDOW_INDEX = {"digits": 1, "iban": 2, "email": 3}
 _EMPTY_SCAN: Scan = (0, [], [], [], [])
-_NO_SCAN: Scan = (0, [], [], [], [])  # "not scanned" (the reference path), by identity
 
 REDACTED = "[REDACTED]"
 _NIBBLE = "abcdefghijklmnop"
@@ -92,13 +91,15 @@ class Masker:
         short = len(value) <= _CLEAN_MAX_LEN
         if short and value in self._clean:
             return value  # seen before, and clean: names, methods, ids repeat on every span
-        scan = self._scan(value) if self._compiled else _NO_SCAN
-        if scan is None:
-            if short:
-                self._remember_clean(value)
-            return value  # the compiled scan found nothing any detector could match
+        scan = None
+        if self._compiled:
+            scan = self._scan(value)
+            if scan is None:
+                if short:
+                    self._remember_clean(value)
+                return value  # the compiled scan found nothing any detector could match
         if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
-            keys = [value[a:b] for a, b in scan[4]] if scan is not _NO_SCAN else json_keys(value)
+            keys = [value[a:b] for a, b in scan[4]] if scan is not None else json_keys(value)
             if "\\u" in value or self._has_sensitive_key(keys):
                 masked = self._json_text(value, counts)
                 if masked is not None:
@@ -154,7 +155,7 @@ class Masker:
                 if det.triggered(out):
                     out = self._apply(det, out, counts)
             return value if out == value else out
-        if scan is None or scan is _NO_SCAN:
+        if scan is None:
             scan = self._scan(value)
             if scan is None:
                 return value
