@@ -149,20 +149,20 @@ class TraceLevelProcessor:
         default = self._config.default_level
         dropped = 0
         for rs in batch.resource_spans:
-            resource_level, resource_flow = _level_and_flow(rs.resource.attributes)
+            resource_level, resource_flow, _ = _read(rs.resource.attributes)
             for ss in rs.scope_spans:
                 keep = []
                 changed = False
                 for span in ss.spans:
-                    level, flow = _level_and_flow(span.attributes)
+                    level, flow, positions = _read(span.attributes)
                     setting = flows.get(flow or resource_flow or "")
                     if setting is not None and not setting.enabled:
                         dropped += 1
                         changed = True
                         continue
                     level = level or resource_level or (setting.level if setting else None) or default
-                    if level != "verbose":
-                        _reduce(span.attributes, level)
+                    if level != "verbose" and positions:
+                        _reduce(span.attributes, level, positions)
                     keep.append(span)
                 if changed:
                     del ss.spans[:]
@@ -173,30 +173,30 @@ class TraceLevelProcessor:
         return batch
 
 
-def _level_and_flow(attrs: Any) -> tuple[str | None, str | None]:
+def _read(attrs: Any) -> tuple[str | None, str | None, list[int]]:
+    """One pass over a span's (or resource's) attributes: its level, its flow, and where
+    its snapshot and details attributes are."""
     level = flow = None
-    for kv in attrs:
+    positions: list[int] = []
+    for i, kv in enumerate(attrs):
         key = kv.key
+        if not key.startswith("flow."):
+            continue
         if key == LEVEL_KEY:
             value = kv.value.string_value
             level = value if value in LEVELS else level
         elif key == "flow.id":
             flow = kv.value.string_value or None
-    return level, flow
+        elif key in SNAPSHOT_KEYS or key in DETAILS_KEYS:
+            positions.append(i)
+    return level, flow, positions
 
 
-def _reduce(attrs: Any, level: str) -> None:
-    remove = []
-    for i, kv in enumerate(attrs):
-        key = kv.key
-        if key in SNAPSHOT_KEYS:
-            if level == "minimal":
-                remove.append(i)
-        elif key in DETAILS_KEYS:
-            if level == "minimal":
-                remove.append(i)
-            elif kv.value.WhichOneof("value") == "string_value":
-                kv.value.string_value = summarize_details(kv.value.string_value)
-    for i in reversed(remove):
-        del attrs[i]
-
+def _reduce(attrs: Any, level: str, positions: list[int]) -> None:
+    """``minimal``: remove snapshots and details; ``standard``: outline the details."""
+    for i in reversed(positions):
+        kv = attrs[i]
+        if level == "minimal":
+            del attrs[i]
+        elif kv.key in DETAILS_KEYS and kv.value.WhichOneof("value") == "string_value":
+            kv.value.string_value = summarize_details(kv.value.string_value)
