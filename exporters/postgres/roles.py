@@ -9,6 +9,11 @@ their spans land in the right tables with no tracetables code in the service.
 The first rule that matches decides. The compiled encoder (``_fastrows.c``,
 ``classify``) implements this same table; ``tests/exporters/test_roles.py`` holds the
 two to the same answer, rule by rule.
+
+One refinement needs a JSON attribute and is applied by ``tt_project`` in SQL: an
+"agent step" whose ``metadata`` names a ``langgraph_node`` other than its own span name
+(a LangGraph branch function, or a runnable inside a node) is part of that node's
+visit, not a step of its own.
 """
 
 from __future__ import annotations
