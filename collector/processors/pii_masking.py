@@ -71,7 +71,7 @@ class PiiMaskingProcessor:
         self.masked_values = 0
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
-        walk = self._walker.resource_spans
+        walk = self._walker.mask
         for rs in batch.resource_spans:
             self.masked_values += walk(rs)
         return batch

@@ -17,9 +17,15 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..batch import SpanBatch
 from ..errors import ConfigError
+
+try:
+    from .masking._scan import Gate
+except ImportError:  # a source tree nobody built: every span is walked
+    Gate = None  # type: ignore[assignment,misc]
 
 REDACTED = "[REDACTED]"
 HEADER_PREFIXES = ("http.request.header.", "http.response.header.")
@@ -67,31 +73,51 @@ def truncate(text: str, limit: int) -> str:
 class WebhookRedactionProcessor:
     """Redacts call credentials and cuts oversized bodies, in place."""
 
-    def __init__(self, config: WebhookRedactionConfig) -> None:
+    def __init__(self, config: WebhookRedactionConfig, gated: bool = True) -> None:
         self._headers = frozenset(h.lower().replace("_", "-") for h in config.headers)
         self._params = frozenset(p.lower() for p in config.query_params)
         self._bodies = frozenset(config.body_keys)
         self._limit = config.max_body_bytes
+        self._gate = Gate((), self.interesting, False) if gated and Gate is not None else None
         self.redacted_values = 0
         self.truncated_bodies = 0
 
+    def interesting(self, key: str) -> bool:
+        """Whether this processor may change the value of a span attribute named ``key``."""
+        if key.startswith(HEADER_PREFIXES):
+            return key.rsplit(".", 1)[-1].lower().replace("_", "-") in self._headers
+        return key in URL_KEYS or key in QUERY_KEYS or (key in self._bodies and self._limit > 0)
+
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         for rs in batch.resource_spans:
-            for ss in rs.scope_spans:
-                for span in ss.spans:
-                    for kv in span.attributes:
-                        key = kv.key
-                        if key.startswith(HEADER_PREFIXES):
-                            name = key.rsplit(".", 1)[-1].lower().replace("_", "-")
-                            if name in self._headers:
-                                self._redact(kv.value)
-                        elif key in URL_KEYS:
-                            self._each_string(kv.value, self.url)
-                        elif key in QUERY_KEYS:
-                            self._each_string(kv.value, self.query)
-                        elif key in self._bodies and self._limit:
-                            self._each_string(kv.value, self._cut)
+            if self._gate is None:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        self._span(span)
+                continue
+            # the gate (masking/_gate.c) names the spans with an attribute key of ours
+            plan = self._gate.plan(rs.SerializeToString())
+            if plan is None:
+                continue
+            for i, ss in enumerate(rs.scope_spans):
+                entry = plan[i] if isinstance(plan, list) else True
+                for span in [ss.spans[j] for j in entry] if isinstance(entry, list) else ss.spans:
+                    self._span(span)
         return batch
+
+    def _span(self, span: Span) -> None:
+        for kv in span.attributes:
+            key = kv.key
+            if key.startswith(HEADER_PREFIXES):
+                name = key.rsplit(".", 1)[-1].lower().replace("_", "-")
+                if name in self._headers:
+                    self._redact(kv.value)
+            elif key in URL_KEYS:
+                self._each_string(kv.value, self.url)
+            elif key in QUERY_KEYS:
+                self._each_string(kv.value, self.query)
+            elif key in self._bodies and self._limit:
+                self._each_string(kv.value, self._cut)
 
     def _redact(self, v: AnyValue) -> None:
         kind = v.WhichOneof("value")

@@ -197,6 +197,9 @@ def test_otlp_masking_never_raises_and_is_idempotent(values: list[tuple[str, Any
 # The compiled pre-scan (masking/_scan.c) must change nothing but the speed.
 REFERENCE = Masker(KeyMatcher(DEFAULT_KEYS), compiled=False)
 TRICKY = st.text(alphabet="0123456789 ()+-.,/:@_abcdeyJKAISZGB\"{}[]\\u\u00e9\u0663\n", max_size=80)
+# digit runs near the window rule's edges: 8-13 digits, separators, a leading 0 or '+', dates
+DIGIT_RUNS = st.lists(st.one_of(st.text(alphabet="0123456789", min_size=1, max_size=5), st.sampled_from(
+    [" ", "-", ".", "(", ")", "+", "0", "T", ":", "/", "a", "_", "\"", "+44 ", "(0", "2025-12-29"])), max_size=12).map("".join)
 
 
 def test_the_compiled_scan_is_built_and_used() -> None:
@@ -207,7 +210,8 @@ def test_the_compiled_scan_is_built_and_used() -> None:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(text=st.one_of(MIXED, TRICKY, JSON_VALUES.map(json.dumps), st.lists(st.one_of(TRICKY, SECRET_VALUES)).map("".join)))
+@given(text=st.one_of(MIXED, TRICKY, DIGIT_RUNS, JSON_VALUES.map(json.dumps),
+                     st.lists(st.one_of(TRICKY, SECRET_VALUES)).map("".join)))
 def test_compiled_scan_gives_the_reference_output(text: str) -> None:
     fast, slow = Counter[str](), Counter[str]()
     assert MASKER.text(text, fast) == REFERENCE.text(text, slow)

@@ -16,10 +16,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from .detectors import KINDS
 from .text import Masker
+
+try:
+    from ._scan import Gate
+except ImportError:  # a source tree nobody built: every span is walked
+    Gate = None  # type: ignore[assignment,misc]
+
+Plan = list[bool | list[int]]
+"""A gate's answer for one ``ResourceSpans``: per ``ScopeSpans``, True or span indices
+(the gate returns None for "nothing", True for "everything", or a Plan)."""
 
 SUMMARY_KEY = "tracetables.masked"
 _SUMMARY_KINDS = frozenset(KINDS) | {"key"}
@@ -43,23 +52,52 @@ class OtlpMasker:
     Args:
         masker: the value masker.
         summary: add ``tracetables.masked`` to spans where something was masked.
+        gated: with the compiled pre-scan, let the gate (``_gate.c``) pick the spans
+            :meth:`mask` walks; False walks every span (the reference).
     """
 
-    def __init__(self, masker: Masker, summary: bool = True) -> None:
+    def __init__(self, masker: Masker, summary: bool = True, gated: bool = True) -> None:
         self._m = masker
         self._summary = summary
+        self._gate = Gate(masker.literals, masker.keys.sensitive, True) \
+            if gated and masker.compiled and Gate is not None else None
 
-    def resource_spans(self, rs: ResourceSpans) -> int:
-        """Mask one ``ResourceSpans`` in place; returns how many values were masked."""
+    def mask(self, rs: ResourceSpans) -> int:
+        """Mask one ``ResourceSpans`` in place, walking only the spans the gate names.
+
+        The gate reads the serialized message in C and names every span where the walk
+        could change something (and some where it will not); the rest, almost all spans
+        of ordinary traffic, are never read in Python. Returns how many values were masked.
+        """
+        if self._gate is None:
+            return self.resource_spans(rs)
+        plan = self._gate.plan(rs.SerializeToString())
+        if plan is None:
+            return 0
+        return self.resource_spans(rs, plan if isinstance(plan, list) else None)
+
+    def resource_spans(self, rs: ResourceSpans, only: Plan | None = None) -> int:
+        """Mask one ``ResourceSpans`` in place; returns how many values were masked.
+
+        ``only``, one entry per ``ScopeSpans``: True walks the scope whole, a list of
+        indices walks those spans only, and the resource is not read (a gate's plan says
+        it has nothing to mask). None walks everything.
+        """
         resource: Counter[str] = Counter()
-        self.attributes(rs.resource.attributes, resource)
+        if only is None:
+            self.attributes(rs.resource.attributes, resource)
         total = resource.total()
         mask_text = self._m.text
-        for ss in rs.scope_spans:
+        for i, ss in enumerate(rs.scope_spans):
+            entry = True if only is None else only[i]
             scope = resource.copy()
-            self.attributes(ss.scope.attributes, scope)
-            total += scope.total() - resource.total()
-            for span in ss.spans:
+            if not isinstance(entry, list):
+                self.attributes(ss.scope.attributes, scope)
+                total += scope.total() - resource.total()
+                spans: Iterable[Span] = ss.spans
+            else:
+                spans = [ss.spans[j] for j in entry]
+            for span in spans:
                 counts: Counter[str] = Counter()
                 name = span.name
                 if name:

@@ -20,9 +20,9 @@ from .detectors import DETECTORS, Detector, any_trigger
 from .keys import KeyMatcher
 
 try:
-    from . import _scan as _compiled  # type: ignore[attr-defined]
+    from . import _scan as _compiled
 except ImportError:  # a source tree nobody built: the reference path takes over
-    _compiled = None
+    _compiled = None  # type: ignore[assignment]
 
 # (literal bits, digit windows, IBAN windows, email windows, JSON key spans): see _scan.c
 Scan = tuple[int, list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]
@@ -59,6 +59,16 @@ class Masker:
         literals = sorted({t for d in detectors if not d.window for t in d.triggers})
         self._literals = tuple(literals)
         self._bits = [sum(1 << literals.index(t) for t in d.triggers) if not d.window else 0 for d in detectors]
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the compiled pre-scan (``_scan.c``) is in use."""
+        return self._compiled
+
+    @property
+    def literals(self) -> tuple[str, ...]:
+        """The trigger literals of the detectors that have no window (for the pre-scan)."""
+        return self._literals
 
     # --- replacements ------------------------------------------------------------------
     def token(self, placeholder: str, value: str) -> str:
@@ -137,7 +147,7 @@ class Masker:
         return json.dumps(masked, ensure_ascii=False)
 
     def _scan(self, value: str) -> Scan | None:
-        return _compiled.scan(value, self._literals)  # type: ignore[no-any-return]
+        return _compiled.scan(value, self._literals)
 
     def patterns(self, value: str, counts: Counter[str], scan: Scan | None = None) -> str:
         """Replace every detector's matches in free text, detector by detector.
