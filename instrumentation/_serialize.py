@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -20,12 +20,17 @@ DEFAULT_LIMIT = 64 * 1024
 TRUNCATED = "_tracetables_truncated"
 
 
+_REPR_LIMIT = 1024
+
+
 def _fallback(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview) and len(value) > _REPR_LIMIT:
+        value = bytes(value[:_REPR_LIMIT])  # never the repr of all of a big buffer
     try:
         text = repr(value)
     except Exception:  # a raising __repr__ must not reach the caller
         return f"<unrepresentable {type(value).__name__}>"
-    return text if len(text) <= 1024 else text[:1024] + "…"
+    return text if len(text) <= _REPR_LIMIT else text[:_REPR_LIMIT] + "…"
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_fallback, check_circular=True)
@@ -101,7 +106,7 @@ def to_json(value: Any, limit: int = DEFAULT_LIMIT) -> str:
             return _encoder.encode(value)  # the C encoder, for the common small state
         parts: list[str] = []
         size = 0
-        for chunk in _encoder.iterencode(value):
+        for chunk in _chunks(value, limit, set()):
             parts.append(chunk)
             size += len(chunk)
             if size > limit:
@@ -111,6 +116,51 @@ def to_json(value: Any, limit: int = DEFAULT_LIMIT) -> str:
     except Exception as exc:  # circular references, exotic mappings: keep the trace, lose the value
         _log_once(type(exc).__name__)
         return json.dumps({"_tracetables_error": f"not serializable: {type(exc).__name__}"})
+
+
+def _key(key: Any) -> str:
+    """A dict key as JSON writes it (strings, and numbers, booleans and None as text)."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None or isinstance(key, int | float):
+        text = _encoder.encode(key)
+        return text
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _chunks(value: Any, limit: int, active: set[int]) -> Iterator[str]:
+    """The JSON of ``value`` piece by piece, as ``iterencode`` gives it, but bounded.
+
+    A string longer than ``limit`` is encoded from its first ``limit + 1`` characters
+    only: the caller stops past ``limit`` anyway, and a 50 MB string is never copied
+    whole (``iterencode`` would escape all of it into one piece first). ``active`` holds
+    the containers being written, to refuse a cycle as ``json`` does.
+    """
+    if isinstance(value, str):
+        yield _encoder.encode(value if len(value) <= limit else value[:limit + 1])
+    elif value is None or isinstance(value, bool | int | float):
+        yield _encoder.encode(value)
+    elif isinstance(value, dict | list | tuple):
+        marker = id(value)
+        if marker in active:
+            raise ValueError("Circular reference detected")
+        active.add(marker)
+        if isinstance(value, dict):
+            yield "{"
+            for i, (key, inner) in enumerate(value.items()):
+                yield ("," if i else "") + _encoder.encode(_key(key)) + ":"
+                yield from _chunks(inner, limit, active)
+            yield "}"
+        else:
+            yield "["
+            for i, inner in enumerate(value):
+                if i:
+                    yield ","
+                yield from _chunks(inner, limit, active)
+            yield "]"
+        active.discard(marker)
+    else:
+        yield from _chunks(_fallback(value), limit, active)
 
 
 _logged: set[str] = set()

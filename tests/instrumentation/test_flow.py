@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -17,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.collector_harness import RunningCollector
 from tracetables.instrumentation import run, step
-from tracetables.instrumentation._serialize import TRUNCATED, to_json
+from tracetables.instrumentation._serialize import TRUNCATED, _chunks, _fallback, to_json
 
 
 @pytest.fixture
@@ -185,6 +188,46 @@ def test_to_json_matches_json_or_truncates(value: Any) -> None:
         assert out == expected
     else:
         assert json.loads(out)[TRUNCATED] is True
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=6) | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSONISH, limit=st.integers(1, 400))
+def test_the_bounded_encoder_gives_jsons_text_and_cuts_it_at_the_limit(value: Any, limit: int) -> None:
+    """Past the small-value path, the output is json's own text, or its first ``limit`` characters in a marker."""
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_fallback)
+    assert "".join(_chunks(value, 10**6, set())) == expected
+    out = to_json(value, limit=limit)
+    if out != expected:  # values that are surely about the limit or under it are written whole
+        assert len(expected) > limit
+        assert json.loads(out) == {TRUNCATED: True, "preview": expected[:limit]}
+
+
+def test_a_huge_string_or_buffer_is_never_copied_whole() -> None:
+    """A 50 MB string (or bytes) in a state: encoding it allocates about the limit, not 50 MB."""
+    assert TRUNCATED in to_json({"big": "x" * 100_000})
+    for state in ({"big": "x" * (50 * 1024 * 1024)}, {"blob": b"\x00" * (50 * 1024 * 1024)}):
+        tracemalloc.start()
+        try:
+            out = to_json(state)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert len(out) < 70_000  # the string cut with a marker, the bytes as the repr of their start
+        assert peak < 2 * 1024 * 1024, f"encoding allocated {peak / 2**20:.1f} MiB at its peak"
+
+
+def test_a_cycle_is_recorded_not_raised() -> None:
+    value: dict[str, Any] = {"a": list(range(5000))}
+    value["self"] = value
+    assert json.loads(to_json(value))["_tracetables_error"] == "not serializable: ValueError"
 
 
 def test_step_counters_forget_the_least_recent_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
