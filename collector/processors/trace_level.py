@@ -31,10 +31,16 @@ import psycopg
 from ..batch import SpanBatch
 from ..errors import ConfigError
 
+try:
+    from .masking._scan import Gate
+except ImportError:  # a source tree nobody built: every span is read
+    Gate = None  # type: ignore[assignment,misc]
+
 logger = logging.getLogger(__name__)
 
 LEVELS = ("minimal", "standard", "verbose")
 LEVEL_KEY = "flow.trace_level"
+FLOW_KEY = "flow.id"
 SNAPSHOT_KEYS = frozenset({"flow.state.before", "flow.state.after", "flow.context.snapshot"})
 DETAILS_KEYS = frozenset({"flow.node.details"})
 
@@ -94,12 +100,14 @@ class TraceLevelProcessor:
         dropped_spans: spans dropped because their flow is disabled.
     """
 
-    def __init__(self, config: TraceLevelConfig) -> None:
+    def __init__(self, config: TraceLevelConfig, gated: bool = True) -> None:
         self._config = config
         self._flows: dict[str, FlowSetting] = {}
         self._dsn_source: Callable[[], str | None] = lambda: config.dsn or None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        keys = SNAPSHOT_KEYS | DETAILS_KEYS | {LEVEL_KEY, FLOW_KEY}
+        self._gate = Gate((), keys.__contains__, False) if gated and Gate is not None else None
         self.dropped_spans = 0
 
     def bind_dsn(self, source: Callable[[], str | None]) -> None:
@@ -150,21 +158,31 @@ class TraceLevelProcessor:
         dropped = 0
         for rs in batch.resource_spans:
             resource_level, resource_flow, _ = _read(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                keep = []
-                changed = False
-                for span in ss.spans:
+            resource_setting = flows.get(resource_flow or "")
+            plan: object = True
+            if self._gate is not None and (resource_setting is None or resource_setting.enabled):
+                # A span without a level, flow, snapshot or details key of its own is
+                # left as it is (its resource's flow is enabled): the gate names the rest.
+                plan = self._gate.plan(rs.SerializeToString())
+                if plan is None:
+                    continue
+            for i, ss in enumerate(rs.scope_spans):
+                entry = plan[i] if isinstance(plan, list) else True
+                drop: list[int] = []
+                for j in entry if isinstance(entry, list) else range(len(ss.spans)):
+                    span = ss.spans[j]
                     level, flow, positions = _read(span.attributes)
                     setting = flows.get(flow or resource_flow or "")
                     if setting is not None and not setting.enabled:
-                        dropped += 1
-                        changed = True
+                        drop.append(j)
                         continue
                     level = level or resource_level or (setting.level if setting else None) or default
                     if level != "verbose" and positions:
                         _reduce(span.attributes, level, positions)
-                    keep.append(span)
-                if changed:
+                if drop:
+                    dropped += len(drop)
+                    gone = set(drop)
+                    keep = [span for j, span in enumerate(ss.spans) if j not in gone]
                     del ss.spans[:]
                     ss.spans.extend(keep)
         if dropped:
@@ -185,7 +203,7 @@ def _read(attrs: Any) -> tuple[str | None, str | None, list[int]]:
         if key == LEVEL_KEY:
             value = kv.value.string_value
             level = value if value in LEVELS else level
-        elif key == "flow.id":
+        elif key == FLOW_KEY:
             flow = kv.value.string_value or None
         elif key in SNAPSHOT_KEYS or key in DETAILS_KEYS:
             positions.append(i)

@@ -22,6 +22,7 @@ from tracetables.collector.processors.masking import text as text_module
 from tracetables.collector.processors.masking.keys import DEFAULT_KEYS, KeyMatcher
 from tracetables.collector.processors.masking.otlp import SUMMARY_KEY, OtlpMasker
 from tracetables.collector.processors.masking.text import Masker
+from tracetables.collector.processors.trace_level import FlowSetting, TraceLevelConfig, TraceLevelProcessor
 from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig, WebhookRedactionProcessor
 
 DATA = Path(__file__).parent.parent / "testdata" / "pii"
@@ -259,3 +260,30 @@ def test_the_masker_counts_are_the_same_either_way() -> None:
     rs = _spans_around(_placements("ada@example.com")[0][1])
     (_, full_count), (_, gated_count) = _both_ways(rs)
     assert full_count == gated_count == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(rs=resource_spans(), flow_keys=st.lists(st.sampled_from(["flow.id", "flow.trace_level", "flow.state.before",
+                                                                  "flow.node.details", "note"]), max_size=6),
+       resource_flow=st.sampled_from(["", "off", "small", "other"]))
+def test_trace_level_gated_equals_full(rs: ResourceSpans, flow_keys: list[str], resource_flow: str) -> None:
+    """Spans with and without flow keys, flows disabled, minimal or unset, by span or by resource."""
+    values = {"flow.id": ["off", "small", "other"], "flow.trace_level": ["minimal", "verbose", "standard"],
+              "flow.state.before": ['{"a": 1}'], "flow.node.details": ['{"conditions": [1, 2]}'], "note": ["x"]}
+    spans = [span for ss in rs.scope_spans for span in ss.spans]
+    for n, key in enumerate(flow_keys):
+        if spans:
+            options = values[key]
+            spans[n % len(spans)].attributes.add(key=key).value.string_value = options[n % len(options)]
+    if resource_flow:
+        rs.resource.attributes.add(key="flow.id").value.string_value = resource_flow
+    outputs = []
+    for gated in (False, True):
+        copy = ResourceSpans()
+        copy.CopyFrom(rs)
+        processor = TraceLevelProcessor(TraceLevelConfig(), gated=gated)
+        processor._flows = {"off": FlowSetting(False, "standard"), "small": FlowSetting(True, "minimal")}  # noqa: SLF001
+        count = sum(len(ss.spans) for ss in copy.scope_spans)
+        batch = processor(SpanBatch([copy], count))
+        outputs.append((copy.SerializeToString(), batch.span_count, processor.dropped_spans))
+    assert outputs[1] == outputs[0]
