@@ -166,6 +166,8 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("otlp-no-protocols.yaml", "receivers.otlp.protocols", ("at least one of grpc, http",)),
     ("debug-verbosity.yaml", "exporters.debug.verbosity", ("basic, normal or detailed", "loud")),
     ("num-consumers-zero.yaml", "exporters.postgres.sending_queue.num_consumers", ("between 1 and 64", "0")),
+    ("retention-negative-interval.yaml", "exporters.postgres.retention.check_interval", ("expected a duration", "-5s")),
+    ("retention-zero-batch.yaml", "exporters.postgres.retention.max_traces_per_transaction", ("between 1 and 10000",)),
     ("retry-max-below-initial.yaml", "exporters.postgres.retry_on_failure.max_interval", (">= initial_interval",)),
     ("logs-level.yaml", "service.telemetry.logs.level", ("debug, info, warn or error", "chatty")),
     ("top-level-list.yaml", FILE, ("top level must be a mapping",)),

@@ -14,6 +14,7 @@ from tracetables.collector.errors import PermanentError, RetryableError
 from ..base import ExportResult
 from .config import PostgresExporterConfig
 from .encoder import EncodedBatch, RowEncoder
+from .retention import RetentionJob
 from .schema import migrate
 from .writer import SpanWriter
 
@@ -36,6 +37,7 @@ class PostgresExporter:
         self._closing = asyncio.Event()
         self._unhealthy_since: float | None = None
         self._encoder = RowEncoder(config.encoding_workers)
+        self.retention = RetentionJob(config.retention, lambda: self._dsn, config.connect_timeout.total_seconds())
         self.spans_written = 0
         self.transactions = 0
 
@@ -73,6 +75,7 @@ class PostgresExporter:
             writer = SpanWriter(self._dsn, timeout, self._config.projections)
             self._writers.append(writer)
             self._idle.put_nowait(writer)
+        self.retention.start()
 
     async def export(self, batch: SpanBatch) -> ExportResult:
         """Store a batch; returns once committed. See :class:`Exporter`."""
@@ -129,6 +132,7 @@ class PostgresExporter:
     async def shutdown(self) -> None:
         """Close connections and stop the embedded server; safe to call twice."""
         self._closing.set()
+        await self.retention.stop()
         for writer in self._writers:
             await writer.close()
         self._writers.clear()
