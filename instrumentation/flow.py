@@ -264,10 +264,11 @@ class Step(_FlowSpan):
         self._next: tuple[str, str | None] | None = None
 
     def _prepare(self) -> None:
-        ctx = _current.get()
-        if self._session_id:
-            ctx = replace(ctx, session_id=self._session_id)
-        self._token = _current.set(replace(ctx, node_id=self._attributes["flow.node.id"]))
+        parent = _current.get()
+        # built directly: dataclasses.replace, twice, cost a tenth of a step
+        ctx = _FlowContext(self._session_id or parent.session_id, parent.user_id, parent.conversation_id,
+                           parent.flow_id, parent.flow_version, self._attributes["flow.node.id"])
+        self._token = _current.set(ctx)
         self._attributes.update(_context_attributes(ctx))
         if ctx.session_id:
             self._attributes["flow.step.number"] = next_step_number(ctx.session_id)
