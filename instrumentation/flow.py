@@ -13,7 +13,6 @@ import contextvars
 from collections import OrderedDict
 import functools
 import inspect
-import itertools
 import logging
 import threading
 import weakref
@@ -47,7 +46,7 @@ def current_flow() -> _FlowContext:
 
 
 _current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
-_counters: OrderedDict[str, itertools.count[int]] = OrderedDict()
+_counters: OrderedDict[str, int] = OrderedDict()  # session -> its last step number
 _MAX_SESSIONS = 100_000  # counters of the least recently stepped sessions are forgotten past this
 _counters_lock = threading.Lock()
 _warned: set[str] = set()
@@ -70,14 +69,28 @@ def _tracer(provider: trace.TracerProvider | None) -> trace.Tracer:
 def next_step_number(session_id: str) -> int:
     """The next step number of a session: 1, 2, 3 … in the order steps start."""
     with _counters_lock:
-        counter = _counters.get(session_id)
-        if counter is None:
-            counter = _counters[session_id] = itertools.count(1)
+        number = _counters.get(session_id, 0) + 1
+        _counters[session_id] = number
+        _counters.move_to_end(session_id)
+        if len(_counters) > _MAX_SESSIONS:
+            _counters.popitem(last=False)
+        return number
+
+
+def last_step_number(session_id: str) -> int:
+    """The number of the session's latest step in this process (0: none yet)."""
+    with _counters_lock:
+        return _counters.get(session_id, 0)
+
+
+def continue_step_numbers(session_id: str, last: int) -> None:
+    """Number the session's next steps after ``last`` (unless this process is past it)."""
+    with _counters_lock:
+        if _counters.get(session_id, 0) < last:
+            _counters[session_id] = last
+            _counters.move_to_end(session_id)
             if len(_counters) > _MAX_SESSIONS:
                 _counters.popitem(last=False)
-        else:
-            _counters.move_to_end(session_id)
-        return next(counter)
 
 
 def _swallow(where: str, exc: BaseException) -> None:

@@ -113,9 +113,9 @@ tracemalloc.start()
 gc.collect()
 before, _ = tracemalloc.get_traced_memory()
 grown = []
-for n in range(10):
+for n in range(20):
     steps(3000, f"outage-{n}")
-    if n in (4, 9):
+    if n % 4 == 3:
         gc.collect()
         grown.append((tracemalloc.get_traced_memory()[0] - before) / 2**20)
 peak = tracemalloc.get_traced_memory()[1]
@@ -126,12 +126,13 @@ threading.Thread(target=provider.shutdown, daemon=True).start()
 
 
 def test_a_long_outage_keeps_memory_bounded() -> None:
-    """30,000 steps with a 1 KB state while the collector is down: the SDK's queue drops, memory stays flat.
+    """60,000 steps with a 1 KB state while the collector is down: the SDK's queue drops, memory stays flat.
 
-    Measured here: ≈ 10.7 MiB over the start after 15,000, 30,000, 60,000 or 120,000
-    steps alike (the queue, filling from the warm-up's level, and the batch in flight).
+    Measured here: 4–11 MiB over the start at every point from 12,000 to 120,000 steps
+    (the queue, filling from the warm-up's level, and the batch in flight, more or less
+    of it at the moment of measuring).
 
-    Kept, the states alone would be 36 MiB; the batch processor holds at most its queue
+    Kept, the states alone would be 72 MiB; the batch processor holds at most its queue
     (2,048 spans by default), and nothing in our layer keeps a span, a state or a
     session after it ends. Run in a plain interpreter: pytest keeps the exporter's log
     records, whose tracebacks hold the failed batches. The peak is above the queue
@@ -142,7 +143,6 @@ def test_a_long_outage_keeps_memory_bounded() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    half, whole = figures["grown"]
-    assert whole < 16, f"memory grew {whole:.1f} MiB over 30,000 steps with the collector down"
-    assert whole - half < 2, f"memory still growing: {half:.1f} MiB after 15,000 steps, {whole:.1f} after 30,000"
+    grown = figures["grown"]  # after 12,000, 24,000, … 60,000 steps
+    assert len(grown) == 5 and max(grown) < 16, f"memory over the start, MiB, every 12,000 steps: {grown}"
     assert figures["peak"] < 48, f"memory peaked {figures['peak']:.1f} MiB over the start"

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tests.collector_harness import RunningCollector
-from tracetables.instrumentation import action, call, event, run, step
+from tracetables.instrumentation import action, call, event, handoff, run, step
 from tracetables.instrumentation.details import (
     ConditionDetails,
     ConditionResult,
@@ -151,6 +151,48 @@ def test_action_chain_across_two_processes(provider: TracerProvider, collector: 
     assert [(a["concept"], a["inputs"], a["outputs"]) for a in records] == [
         ("Web", {"path": "/play/42"}, None), ("Auth", None, {"valid": True}), ("AudioPlayer", {"passage": 42}, None)]
     assert records[2]["flow_token"] == trace_hex and len({a["flow_token"] for a in records}) == 3
+
+
+WORKER = """
+import sys
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from tracetables.instrumentation import resume, step
+
+provider = TracerProvider(resource=Resource.create({"service.name": "worker"}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=sys.argv[1], timeout=10)))
+with resume(sys.argv[2]):
+    for node in ("render", "deliver"):
+        with step(node, "message", state_before={"node": node}, tracer_provider=provider):
+            pass
+provider.shutdown()
+"""
+
+
+def test_a_flow_continued_in_a_worker_process(provider: TracerProvider, collector: RunningCollector,
+                                             conn: Conn) -> None:
+    """A run hands its flow to a queue worker: the worker's steps join the run, numbered on, same session."""
+    with run("order", session_id="sess-q", user_id="u-q", flow_id="orders", tracer_provider=provider):
+        with step("accept", "action", tracer_provider=provider):
+            pass
+        with step("enqueue", "action", tracer_provider=provider):
+            ref = handoff()
+        assert ref is not None and ref.step_number == 2
+        subprocess.run([sys.executable, "-c", WORKER, collector.http_url, ref.to_string()],
+                       capture_output=True, text=True, timeout=60, check=True)
+    steps = dict_rows(conn, "SELECT v.node_id, v.step_number, v.session_id, v.user_id, v.flow_id, r.run_span_id"
+                            " FROM flow_execution_steps v JOIN flow_step_rows r USING (trace_id, span_id)"
+                            " ORDER BY v.step_number")
+    assert [(s["node_id"], s["step_number"]) for s in steps] == [
+        ("accept", 1), ("enqueue", 2), ("render", 3), ("deliver", 4)]
+    assert {(s["session_id"], s["user_id"], s["flow_id"]) for s in steps} == {("sess-q", "u-q", "orders")}
+    (run_span,) = {s["run_span_id"] for s in steps}  # one run owns all four
+    assert run_span is not None
+    (log,) = dict_rows(conn, "SELECT status, execution_trace FROM execution_logs")
+    assert log["status"] == "completed"
+    assert [t["node"] for t in log["execution_trace"]] == ["accept", "enqueue", "render", "deliver"]
 
 
 def test_replay_event(provider: TracerProvider, conn: Conn) -> None:
