@@ -40,7 +40,9 @@ typedef struct {
 
 typedef struct {
     Literal literal[MAX_LITERALS];
-    unsigned long long first[128]; /* first character -> literals starting with it */
+    unsigned long long first[128];  /* first character -> literals starting with it */
+    unsigned long long second[128]; /* second character -> literals with it second (or one long) */
+    unsigned long long short_mask;  /* literals one character long */
 } Literals;
 
 /* Fill ``out`` from a tuple of non-empty ASCII str (kept alive by the caller). */
@@ -55,6 +57,8 @@ static int prepare_literals(PyObject *lits, Literals *out) {
         return -1;
     }
     memset(out->first, 0, sizeof out->first);
+    memset(out->second, 0, sizeof out->second);
+    out->short_mask = 0;
     for (Py_ssize_t i = 0; i < nlit; i++) {
         PyObject *item = PyTuple_GET_ITEM(lits, i);
         if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item) || PyUnicode_GET_LENGTH(item) == 0) {
@@ -64,6 +68,12 @@ static int prepare_literals(PyObject *lits, Literals *out) {
         out->literal[i].s = (const char *)PyUnicode_1BYTE_DATA(item);
         out->literal[i].n = PyUnicode_GET_LENGTH(item);
         out->first[(unsigned char)out->literal[i].s[0] & 127] |= 1ULL << i;
+        if (out->literal[i].n == 1) {
+            out->short_mask |= 1ULL << i;
+            for (int c = 0; c < 128; c++) out->second[c] |= 1ULL << i;
+        } else {
+            out->second[(unsigned char)out->literal[i].s[1] & 127] |= 1ULL << i;
+        }
     }
     return 0;
 }
@@ -125,10 +135,26 @@ scan_core(int kind, const void *data, Py_ssize_t n, const Literals *lit, Sink *s
     int escaped = 0;                                /* the previous character was a backslash */
     int key_escaped = 0;                            /* the current JSON string has an escape */
     Py_UCS4 prev = 0;
+#define END_DIGIT_RUN()                                                                                          \
+    do {                                                                                                         \
+        if (digit_count >= 8 && (digit_count >= 13 || (digit_sep && (digit_count >= 9 || digit_plus || digit_zero))) \
+            && (rc = sink_pair(sink, 0, digit_start, i)) != SCAN_DONE)                                           \
+            return rc;                                                                                           \
+        digit_start = -1;                                                                                        \
+    } while (0)
+#define END_IBAN_RUN()                                                                                           \
+    do {                                                                                                         \
+        if (iban_seen && i - iban_start >= 15 && (rc = sink_pair(sink, 1, iban_start, i)) != SCAN_DONE) return rc; \
+        iban_start = -1;                                                                                         \
+    } while (0)
     for (i = 0; i <= n; i++) {
         Py_UCS4 c = i < n ? AT(i) : 0;
-        /* literals */
+        /* literals: the candidates by first, then second character */
         unsigned long long todo = c < 128 ? lit->first[c] & ~sink->mask : 0;
+        if (todo) {
+            Py_UCS4 c2 = i + 1 < n ? AT(i + 1) : 0;
+            todo &= c2 < 128 ? lit->second[c2] : lit->short_mask;
+        }
         while (todo) {
             int l = __builtin_ctzll(todo);
             todo &= todo - 1;
@@ -139,6 +165,15 @@ scan_core(int kind, const void *data, Py_ssize_t n, const Literals *lit, Sink *s
         }
         if (quick && (sink->mask || (c == 'u' && prev == '\\'))) return SCAN_FOUND;
         prev = c;
+        if (c >= 'a' && c <= 'z') {
+            /* the common character: it ends digit and IBAN runs, goes on an email run, and
+             * means nothing to the JSON key reader but the end of an escape */
+            if (digit_start >= 0) END_DIGIT_RUN();
+            if (iban_start >= 0) END_IBAN_RUN();
+            if (email_start < 0) { email_start = i; email_at = -1; email_dot = 0; }
+            escaped = 0;
+            continue;
+        }
         /* digit runs */
         if (i < n && sc_in_digit_run(c)) {
             if (digit_start < 0) { digit_start = i; digit_count = 0; digit_sep = digit_plus = digit_zero = 0; }
@@ -151,10 +186,7 @@ scan_core(int kind, const void *data, Py_ssize_t n, const Literals *lit, Sink *s
                 if (c == '+') digit_plus = 1;
             }
         } else if (digit_start >= 0) {
-            if (digit_count >= 8 && (digit_count >= 13 || (digit_sep && (digit_count >= 9 || digit_plus || digit_zero)))
-                && (rc = sink_pair(sink, 0, digit_start, i)) != SCAN_DONE)
-                return rc;
-            digit_start = -1;
+            END_DIGIT_RUN();
         }
         /* IBAN runs */
         if (i < n && sc_in_iban_run(c)) {
@@ -163,8 +195,7 @@ scan_core(int kind, const void *data, Py_ssize_t n, const Literals *lit, Sink *s
                 && sc_upper(AT(i - 2)) && sc_upper(AT(i - 3)))
                 iban_seen = 1;
         } else if (iban_start >= 0) {
-            if (iban_seen && i - iban_start >= 15 && (rc = sink_pair(sink, 1, iban_start, i)) != SCAN_DONE) return rc;
-            iban_start = -1;
+            END_IBAN_RUN();
         }
         /* emails */
         if (i < n && (sc_in_local(c) || c == '@')) {
@@ -202,6 +233,8 @@ scan_core(int kind, const void *data, Py_ssize_t n, const Literals *lit, Sink *s
         }
     }
     return SCAN_DONE;
+#undef END_IBAN_RUN
+#undef END_DIGIT_RUN
 #undef AT
 }
 
