@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 from opentelemetry import context, trace
 
-from .flow import _current, _FlowContext, _swallow, continue_step_numbers, last_step_number
+from .flow import (
+    _current,
+    _FlowContext,
+    _swallow,
+    continue_step_numbers,
+    last_step_number,
+)
 
 _FIELDS = ("session_id", "user_id", "conversation_id", "flow_id", "flow_version")
 

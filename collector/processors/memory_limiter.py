@@ -22,8 +22,6 @@ refusing after the load that caused it is gone.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -31,6 +29,7 @@ from collections.abc import Callable
 
 from ..batch import SpanBatch
 from ..errors import ConfigError, OverloadedError
+from ..periodic import Periodic
 from . import _memstat
 from .memory_limiter_config import MemoryLimiterConfig
 
@@ -80,7 +79,7 @@ class MemoryLimiter:
         self.soft_limit = self.hard_limit - spike
         self._retry_after = config.check_interval.total_seconds()
         self._last_gc = -math.inf
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("memory_limiter", config.check_interval.total_seconds(), self._tick)
         self._failing = False
         self.refusing = False
         self.rss = 0
@@ -123,29 +122,21 @@ class MemoryLimiter:
         logger.info("memory_limiter: soft limit %d MiB, hard limit %d MiB, checked every %gs",
                     self.soft_limit // MIB, self.hard_limit // MIB, self._retry_after)
         self.check()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="memory_limiter")
+        self._periodic.start()
 
     async def shutdown(self) -> None:
         """Stop checking; safe to call twice."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        interval = self._config.check_interval.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.check()
-            except Exception:  # keep checking; say so once, not every interval
-                if not self._failing:
-                    logger.exception("memory_limiter: measuring memory failed; keeping the last decision")
-                self._failing = True
-            else:
-                self._failing = False
+    async def _tick(self) -> None:
+        try:
+            self.check()
+        except Exception:  # keep checking; say so once, not every interval
+            if not self._failing:
+                logger.exception("memory_limiter: measuring memory failed; keeping the last decision")
+            self._failing = True
+        else:
+            self._failing = False
 
     def _may_collect(self, min_interval: float) -> bool:
         return self._clock() - self._last_gc >= min_interval

@@ -18,7 +18,6 @@ read stay in force.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import psycopg
 
 from ..batch import SpanBatch
 from ..errors import ConfigError
+from ..periodic import Periodic
 
 try:
     from .masking._scan import Gate
@@ -104,7 +104,7 @@ class TraceLevelProcessor:
         self._config = config
         self._flows: dict[str, FlowSetting] = {}
         self._dsn_source: Callable[[], str | None] = lambda: config.dsn or None
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("trace_level refresh", config.refresh_interval.total_seconds(), self.refresh)
         self._failing = False
         keys = SNAPSHOT_KEYS | DETAILS_KEYS | {LEVEL_KEY, FLOW_KEY}
         self._gate = Gate((), keys.__contains__, False) if gated and Gate is not None else None
@@ -117,22 +117,10 @@ class TraceLevelProcessor:
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="trace_level refresh")
+        self._periodic.start()
 
     async def shutdown(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    async def _refresh_loop(self) -> None:
-        interval = self._config.refresh_interval.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            await self.refresh()
+        await self._periodic.stop()
 
     async def refresh(self) -> None:
         """Read ``tracing_config`` again (errors keep the last settings, logged once)."""

@@ -9,11 +9,11 @@ next tick.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import psycopg
+from tracetables.collector.periodic import Periodic
 
 from .config import RetentionConfig
 
@@ -31,28 +31,15 @@ class RetentionJob:
         self._config = config
         self._dsn = dsn
         self._timeout = connect_timeout
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("postgres retention", config.check_interval.total_seconds(), self.run_once)
         self._failing = False
         self.expired_traces = 0
 
     def start(self) -> None:
-        if self._config.check_interval.total_seconds() > 0:
-            self._task = asyncio.create_task(self._loop(), name="postgres retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-
-    async def _loop(self) -> None:
-        interval = self._config.check_interval.total_seconds()
-        while True:
-            await asyncio.sleep(interval)
-            await self.run_once()
+        await self._periodic.stop()
 
     async def run_once(self) -> int:
         """Delete every expired trace now; returns how many (0 when the database is unreachable)."""

@@ -17,10 +17,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tracetables.instrumentation import run, step
+from tracetables.instrumentation._serialize import (
+    TRUNCATED,
+    _chunks,
+    _fallback,
+    to_json,
+)
 
 from tests.collector_harness import RunningCollector
-from tracetables.instrumentation import run, step
-from tracetables.instrumentation._serialize import TRUNCATED, _chunks, _fallback, to_json
 
 
 @pytest.fixture

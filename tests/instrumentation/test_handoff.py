@@ -7,8 +7,14 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from tracetables.instrumentation import FlowRef, current_flow, handoff, resume, run, step
+from tracetables.instrumentation import (
+    FlowRef,
+    current_flow,
+    handoff,
+    resume,
+    run,
+    step,
+)
 
 
 def memory() -> tuple[TracerProvider, InMemorySpanExporter]:

@@ -15,15 +15,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
-
-from tests.otlp_strategies import requests
 from tracetables.collector.batch import SpanBatch
 from tracetables.collector.processors.masking import text as text_module
 from tracetables.collector.processors.masking.keys import DEFAULT_KEYS, KeyMatcher
 from tracetables.collector.processors.masking.otlp import SUMMARY_KEY, OtlpMasker
 from tracetables.collector.processors.masking.text import Masker
-from tracetables.collector.processors.trace_level import FlowSetting, TraceLevelConfig, TraceLevelProcessor
-from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig, WebhookRedactionProcessor
+from tracetables.collector.processors.trace_level import (
+    FlowSetting,
+    TraceLevelConfig,
+    TraceLevelProcessor,
+)
+from tracetables.collector.processors.webhook_redaction import (
+    WebhookRedactionConfig,
+    WebhookRedactionProcessor,
+)
+
+from tests.otlp_strategies import requests
 
 DATA = Path(__file__).parent.parent / "testdata" / "pii"
 SECRETS: list[dict[str, str]] = json.loads((DATA / "secrets.json").read_text())
