@@ -30,11 +30,7 @@ import psycopg
 from ..batch import SpanBatch
 from ..errors import ConfigError
 from ..periodic import Periodic
-
-try:
-    from .masking._scan import Gate
-except ImportError:  # a source tree nobody built: every span is read
-    Gate = None  # type: ignore[assignment,misc]
+from .masking.gate import Gate
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..batch import SpanBatch
 from ..errors import ConfigError
-
-try:
-    from .masking._scan import Gate
-except ImportError:  # a source tree nobody built: every span is walked
-    Gate = None  # type: ignore[assignment,misc]
+from .masking.gate import Gate
 
 REDACTED = "[REDACTED]"
 HEADER_PREFIXES = ("http.request.header.", "http.response.header.")

@@ -19,12 +19,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from .detectors import KINDS
+from .gate import Gate
 from .text import Masker
-
-try:
-    from ._scan import Gate
-except ImportError:  # a source tree nobody built: every span is walked
-    Gate = None  # type: ignore[assignment,misc]
 
 Plan = list[bool | list[int]]
 """A gate's answer for one ``ResourceSpans``: per ``ScopeSpans``, True or span indices
