@@ -8,27 +8,21 @@ attempts are numbered per key unless given.
 
 from __future__ import annotations
 
-import itertools
-import threading
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
 
+from ._numbering import Numbering
 from ._serialize import DEFAULT_LIMIT, to_json
 from .flow import _context_attributes, _current, _FlowSpan, _swallow
 
-_attempts: dict[str, itertools.count[int]] = {}
-_attempts_lock = threading.Lock()
+_attempts = Numbering(100_000)  # attempt numbers of the 100,000 most recently used call keys
 
 
 def next_attempt(key: str) -> int:
     """The next attempt number for a call key: 1, 2, 3 …"""
-    with _attempts_lock:
-        counter = _attempts.get(key)
-        if counter is None:
-            counter = _attempts[key] = itertools.count(1)
-        return next(counter)
+    return _attempts.next(key)
 
 
 class Call(_FlowSpan):

@@ -10,11 +10,9 @@ the span as an error); failures inside this module are logged once and swallowed
 from __future__ import annotations
 
 import contextvars
-from collections import OrderedDict
 import functools
 import inspect
 import logging
-import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +21,7 @@ from typing import Any, Self, TypeVar
 
 from opentelemetry import trace
 
+from ._numbering import Numbering
 from ._serialize import DEFAULT_LIMIT, to_json
 
 logger = logging.getLogger(__name__)
@@ -46,9 +45,7 @@ def current_flow() -> _FlowContext:
 
 
 _current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
-_counters: OrderedDict[str, int] = OrderedDict()  # session -> its last step number
-_MAX_SESSIONS = 100_000  # counters of the least recently stepped sessions are forgotten past this
-_counters_lock = threading.Lock()
+_steps = Numbering(100_000)  # step numbers of the 100,000 most recently stepped sessions
 _warned: set[str] = set()
 
 
@@ -68,29 +65,17 @@ def _tracer(provider: trace.TracerProvider | None) -> trace.Tracer:
 
 def next_step_number(session_id: str) -> int:
     """The next step number of a session: 1, 2, 3 … in the order steps start."""
-    with _counters_lock:
-        number = _counters.get(session_id, 0) + 1
-        _counters[session_id] = number
-        _counters.move_to_end(session_id)
-        if len(_counters) > _MAX_SESSIONS:
-            _counters.popitem(last=False)
-        return number
+    return _steps.next(session_id)
 
 
 def last_step_number(session_id: str) -> int:
     """The number of the session's latest step in this process (0: none yet)."""
-    with _counters_lock:
-        return _counters.get(session_id, 0)
+    return _steps.last(session_id)
 
 
 def continue_step_numbers(session_id: str, last: int) -> None:
     """Number the session's next steps after ``last`` (unless this process is past it)."""
-    with _counters_lock:
-        if _counters.get(session_id, 0) < last:
-            _counters[session_id] = last
-            _counters.move_to_end(session_id)
-            if len(_counters) > _MAX_SESSIONS:
-                _counters.popitem(last=False)
+    _steps.continue_after(session_id, last)
 
 
 def _swallow(where: str, exc: BaseException) -> None:

@@ -239,9 +239,19 @@ def test_step_counters_forget_the_least_recent_sessions(monkeypatch: pytest.Monk
     """Past the session bound, the least recently stepped session's counter starts again; active ones keep counting."""
     from tracetables.instrumentation import flow, next_step_number
 
-    monkeypatch.setattr(flow, "_MAX_SESSIONS", 3)
-    monkeypatch.setattr(flow, "_counters", flow.OrderedDict())
+    monkeypatch.setattr(flow, "_steps", flow.Numbering(3))
     assert [next_step_number(s) for s in ("a", "b", "c", "a")] == [1, 1, 1, 2]
     assert next_step_number("d") == 1  # evicts "b", the least recent
-    assert len(flow._counters) == 3  # noqa: SLF001
+    assert len(flow._steps) == 3  # noqa: SLF001
     assert next_step_number("a") == 3 and next_step_number("b") == 1
+
+
+def test_call_attempt_counters_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service calling with a fresh key each time (an order id) keeps at most the bound's keys."""
+    from tracetables.instrumentation import calls, next_attempt
+
+    monkeypatch.setattr(calls, "_attempts", calls.Numbering(1000))
+    for i in range(5000):
+        assert next_attempt(f"order-{i}") == 1
+    assert len(calls._attempts) == 1000  # noqa: SLF001
+    assert next_attempt("order-4999") == 2 and next_attempt("order-0") == 1  # the oldest was forgotten
