@@ -91,7 +91,8 @@ async def _run_service(config: CollectorConfig) -> int:
     except Exception as exc:
         logger.error("cannot start: %s", exc)
         return 1
-    ports = ", ".join(f"{rid} on port {r.port}" for rid, r in service.receivers.items())
+    ports = ", ".join(f"{rid}/{name} on port {server.port}"
+                      for rid, r in service.receivers.items() for name, server in r.servers.items())
     logger.info("tracetables is serving: %s", ports)
     await stop.wait()
     logger.info("shutting down: draining requests and batches")

@@ -15,30 +15,11 @@ from typing import Any
 
 import yaml
 
-from tracetables.exporters.debug import DebugExporterConfig
-from tracetables.exporters.postgres.config import PostgresExporterConfig
-
 from ._confmap import build, expand_env
+from .component import Kind, Registry, component_type
 from .errors import ConfigError
-from .processors.config import BatchProcessorConfig
-from .processors.memory_limiter_config import MemoryLimiterConfig
-from .processors.pii_masking import PiiMaskingConfig
-from .processors.trace_level import TraceLevelConfig
-from .processors.webhook_redaction import WebhookRedactionConfig
-from .receivers.config import OtlpReceiverConfig
 
-DATABASE_URL_ENV = "TRACETABLES_DATABASE_URL"
-
-RECEIVER_TYPES: dict[str, type] = {"otlp": OtlpReceiverConfig}
-PROCESSOR_TYPES: dict[str, type] = {
-    "batch": BatchProcessorConfig,
-    "memory_limiter": MemoryLimiterConfig,
-    "pii_masking": PiiMaskingConfig,
-    "trace_level": TraceLevelConfig,
-    "webhook_redaction": WebhookRedactionConfig,
-}
-EXPORTER_TYPES: dict[str, type] = {"postgres": PostgresExporterConfig, "debug": DebugExporterConfig}
-EXTENSION_TYPES: dict[str, type] = {}
+__all__ = ["CollectorConfig", "ConfigError", "PipelineConfig", "component_type", "load_config", "parse_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +69,8 @@ class CollectorConfig:
     service: ServiceConfig
 
 
-def component_type(component_id: str) -> str:
-    """``"otlp/internal"`` → ``"otlp"``."""
-    return component_id.split("/", 1)[0]
-
-
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> CollectorConfig:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None,
+                registry: Registry | None = None) -> CollectorConfig:
     """Read, expand and validate a config file.
 
     Raises:
@@ -104,12 +81,21 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Colle
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
-    return parse_config(text, env, source=str(path))
+    return parse_config(text, env, source=str(path), registry=registry)
 
 
-def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = "<config>") -> CollectorConfig:
-    """Parse and validate config text; see :func:`load_config`."""
+def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = "<config>",
+                 registry: Registry | None = None) -> CollectorConfig:
+    """Parse and validate config text; see :func:`load_config`.
+
+    Args:
+        registry: the component types to accept; default: this distribution's.
+    """
     env = os.environ if env is None else env
+    if registry is None:
+        from .components import REGISTRY
+
+        registry = REGISTRY
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -125,10 +111,10 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
             raise ConfigError(f"{key}: unknown key (valid keys: {', '.join(sorted(allowed - {'connectors'}))})")
     if raw.get("connectors"):
         raise ConfigError("connectors: tracetables has no connectors")
-    receivers = _components("receivers", raw.get("receivers"), RECEIVER_TYPES)
-    processors = _components("processors", raw.get("processors"), PROCESSOR_TYPES)
-    exporters = _components("exporters", raw.get("exporters"), EXPORTER_TYPES)
-    extensions = _components("extensions", raw.get("extensions"), EXTENSION_TYPES)
+    receivers = _components(Kind.RECEIVER, raw.get("receivers"), registry, env)
+    processors = _components(Kind.PROCESSOR, raw.get("processors"), registry, env)
+    exporters = _components(Kind.EXPORTER, raw.get("exporters"), registry, env)
+    extensions = _components(Kind.EXTENSION, raw.get("extensions"), registry, env)
     service_raw = raw.get("service")
     if service_raw is None:
         raise ConfigError("service: missing; it names the pipelines to run")
@@ -152,7 +138,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
     for i, ext in enumerate(service.extensions):
         if ext not in extensions:
             raise ConfigError(f"service.extensions[{i}]: {ext!r} is not defined under extensions")
-    exporters = _fill_database_url(exporters, env)
+    _check_extension_refs(pipelines, receivers, processors, exporters, extensions, service.extensions)
     return CollectorConfig(receivers, processors, exporters, extensions, service)
 
 
@@ -175,7 +161,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _components(section: str, raw: Any, types: Mapping[str, type]) -> dict[str, Any]:
+def _components(kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str]) -> dict[str, Any]:
+    section = kind.section
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -183,12 +170,31 @@ def _components(section: str, raw: Any, types: Mapping[str, type]) -> dict[str, 
     out: dict[str, Any] = {}
     for cid, body in raw.items():
         cid = str(cid)
-        ctype = component_type(cid)
-        if ctype not in types:
-            known = ", ".join(sorted(types)) or "none yet"
-            raise ConfigError(f"{section}.{cid}: unknown {section[:-1]} type {ctype!r} (known: {known})")
-        out[cid] = build(types[ctype], body, f"{section}.{cid}")
+        factory = registry.factory(kind, cid)
+        config = build(factory.config_class, body, f"{section}.{cid}")
+        out[cid] = factory.from_env(config, env) if factory.from_env is not None else config
     return out
+
+
+def _check_extension_refs(
+    pipelines: Mapping[str, PipelineConfig],
+    receivers: Mapping[str, Any],
+    processors: Mapping[str, Any],
+    exporters: Mapping[str, Any],
+    extensions: Mapping[str, Any],
+    enabled: tuple[str, ...],
+) -> None:
+    """Every extension a component in a pipeline names must be defined and enabled."""
+    for section, defined in (("receivers", receivers), ("processors", processors), ("exporters", exporters)):
+        used = {cid for p in pipelines.values() for cid in getattr(p, section)}
+        for cid in sorted(used):
+            refs = getattr(defined[cid], "extension_refs", None)
+            for key, ext in (refs() if refs is not None else {}).items():
+                path = f"{section}.{cid}.{key}"
+                if ext not in extensions:
+                    raise ConfigError(f"{path}: extension {ext!r} is not defined under extensions")
+                if ext not in enabled:
+                    raise ConfigError(f"{path}: extension {ext!r} is not listed in service.extensions")
 
 
 def _check_refs(
@@ -217,16 +223,6 @@ def _check_refs(
             raise ConfigError(
                 f"{path}.processors[{i}]: batch must be the last processor (requests are acknowledged per batch commit)"
             )
-
-
-def _fill_database_url(exporters: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    url = env.get(DATABASE_URL_ENV, "")
-    if not url:
-        return exporters
-    return {
-        cid: replace(cfg, dsn=url) if isinstance(cfg, PostgresExporterConfig) and not cfg.dsn else cfg
-        for cid, cfg in exporters.items()
-    }
 
 
 def default_config_path() -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, TypeAlias
+from typing import Protocol
 
 from .batch import SpanBatch
 
@@ -32,7 +32,3 @@ class Consumer(Protocol):
         """
         ...
 
-
-Processor: TypeAlias = Callable[[SpanBatch], SpanBatch]
-"""A pure step: takes ownership of a batch and returns it (changed or new). Never calls
-the next stage; the pipeline does."""

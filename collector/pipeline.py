@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
-from tracetables.exporters.base import Exporter, ExportResult
+from .component import Exporter, ExportResult, Processor
 
 from .batch import SpanBatch
-from .consumer import ConsumeResult, Processor
+from .consumer import ConsumeResult
 from .processors.batch import BatchProcessor
 from .processors.config import BatchProcessorConfig
 

@@ -1,49 +1,52 @@
-"""The running collector: components built from a config, started and stopped in order."""
+"""The running collector: components built from a config, started and stopped in order.
+
+The service is the components' :class:`~.component.Host`. Start order is the
+Collector's: extensions, exporters, processors, receivers; shutdown goes the other way,
+and the store (an embedded server) closes last.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from tracetables.exporters.base import Exporter
-from tracetables.exporters.debug import DebugExporter, DebugExporterConfig
-from tracetables.exporters.postgres.config import PostgresExporterConfig
-from tracetables.exporters.postgres.exporter import PostgresExporter
-
+from .component import CreateSettings, Exporter, Kind, Lifecycle, Processor, Registry, Store
 from .config import CollectorConfig
-from .consumer import Processor
+from .errors import ConfigError
 from .pipeline import FanOut, Pipeline
 from .processors.config import BatchProcessorConfig
-from .processors.registry import make_processor
-from .receivers.config import OtlpReceiverConfig
-from .receivers.otlp_grpc import OtlpGrpcReceiver
-from .receivers.otlp_http import OtlpHttpReceiver
+from .receivers.otlp import OtlpReceiver
 
 logger = logging.getLogger(__name__)
 
-Receiver = OtlpGrpcReceiver | OtlpHttpReceiver
-
-
-def _make_exporter(config: Any) -> Exporter:
-    if isinstance(config, PostgresExporterConfig):
-        return PostgresExporter(config)
-    if isinstance(config, DebugExporterConfig):
-        return DebugExporter(config)
-    raise TypeError(f"no exporter for {type(config).__name__}")
-
 
 class Service:
-    """Every receiver, pipeline and exporter of one config.
+    """Every extension, receiver, pipeline and exporter of one config.
 
     Attributes:
-        exporters: by component id, as configured.
-        receivers: by component id and protocol, e.g. ``"otlp/grpc"``.
+        extensions, exporters, receivers: the components by id, as configured (only
+            those a pipeline uses, and the extensions ``service.extensions`` lists).
+        pipelines: by pipeline id.
     """
 
-    def __init__(self, config: CollectorConfig) -> None:
+    def __init__(self, config: CollectorConfig, registry: Registry | None = None) -> None:
+        if registry is None:
+            from .components import REGISTRY
+
+            registry = REGISTRY
         self.config = config
+        self._store: Store = registry.store(config.exporters)
+
+        def create(kind: Kind, cid: str, conf: Any, **settings: Any) -> Any:
+            return registry.factory(kind, cid).create(CreateSettings(cid, **settings), conf)
+
+        self.extensions: dict[str, Lifecycle] = {
+            eid: create(Kind.EXTENSION, eid, config.extensions[eid]) for eid in config.service.extensions
+        }
         used = {cid for p in config.service.pipelines.values() for cid in p.exporters}
-        self.exporters: dict[str, Exporter] = {cid: _make_exporter(config.exporters[cid]) for cid in sorted(used)}
+        self.exporters: dict[str, Exporter] = {
+            cid: create(Kind.EXPORTER, cid, config.exporters[cid]) for cid in sorted(used)
+        }
         self.pipelines: dict[str, Pipeline] = {}
         self._processors: dict[str, Processor] = {}
         feeds: dict[str, list[Pipeline]] = {}
@@ -54,49 +57,55 @@ class Service:
                 pconf = config.processors[pid]
                 if isinstance(pconf, BatchProcessorConfig):
                     batch = pconf
-                else:
-                    processor = self._processors.get(pid)
-                    if processor is None:  # one instance per id, shared by the pipelines naming it
-                        processor = self._processors[pid] = make_processor(pconf)
-                    processors.append(processor)
+                    continue
+                processor = self._processors.get(pid)
+                if processor is None:  # one instance per id, shared by the pipelines naming it
+                    processor = self._processors[pid] = create(Kind.PROCESSOR, pid, pconf)
+                processors.append(processor)
             pipeline = Pipeline(name, processors, batch, [self.exporters[e] for e in spec.exporters])
             self.pipelines[name] = pipeline
             for rid in spec.receivers:
                 feeds.setdefault(rid, []).append(pipeline)
-        self.receivers: dict[str, Receiver] = {}
-        for rid, pipelines in feeds.items():
-            rconf = config.receivers[rid]
-            assert isinstance(rconf, OtlpReceiverConfig)
-            consumer = FanOut(pipelines)
-            if rconf.protocols.grpc is not None:
-                self.receivers[f"{rid}/grpc"] = OtlpGrpcReceiver(rconf.protocols.grpc, rconf.limits, consumer)
-            if rconf.protocols.http is not None:
-                self.receivers[f"{rid}/http"] = OtlpHttpReceiver(rconf.protocols.http, rconf.limits, consumer)
-        self._started: list[str] = []
-        self._started_processors: list[str] = []
+        self.receivers: dict[str, OtlpReceiver] = {
+            rid: create(Kind.RECEIVER, rid, config.receivers[rid], consumer=FanOut(pipelines))
+            for rid, pipelines in feeds.items()
+        }
+        self._started: list[tuple[str, Lifecycle]] = []
+
+    # -- Host -------------------------------------------------------------------------
+
+    def extension(self, component_id: str) -> object:
+        """The extension with this id (see :class:`~.component.Host`)."""
+        found = self.extensions.get(component_id)
+        if found is None:
+            raise ConfigError(f"service.extensions: {component_id!r} is needed but not enabled")
+        return found
+
+    async def store_dsn(self) -> str:
+        """The store's DSN (see :class:`~.component.Host`)."""
+        return await self._store.open()
+
+    # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start exporters, then receivers. On failure, what started is stopped again."""
+        """Start extensions, exporters, processors, then receivers. On failure, what
+        started is stopped again."""
+        order: list[tuple[str, dict[str, Any]]] = [
+            ("extension", self.extensions), ("exporter", self.exporters),
+            ("processor", self._processors), ("receiver", self.receivers),
+        ]
         try:
-            for cid, exporter in self.exporters.items():
-                await exporter.start()
-                self._started.append(cid)
-            for pid, processor in self._processors.items():
-                bind = getattr(processor, "bind_dsn", None)
-                if bind is not None:  # it reads the database: the exporter's, once it has started
-                    bind(self.postgres_dsn)
-                start = getattr(processor, "start", None)
-                if start is not None:
-                    await start()
-                self._started_processors.append(pid)
-            for receiver in self.receivers.values():
-                await receiver.start()
+            for kind, components in order:
+                for cid, component in components.items():
+                    await component.start(self)
+                    self._started.append((f"{kind} {cid}", component))
         except BaseException:
             await self.shutdown()
             raise
 
     async def shutdown(self, grace: float = 5.0) -> None:
-        """Stop receivers (requests under way finish), drain batches, stop exporters. Safe twice."""
+        """Stop receivers (requests under way finish), drain batches, stop the rest in
+        reverse start order, then close the store. Safe twice."""
         # Requests under way wait for their batch's commit: flush now, or the receivers'
         # grace period would be spent waiting for a batch timeout.
         for pipeline in self.pipelines.values():
@@ -105,24 +114,10 @@ class Service:
             await receiver.stop(grace)
         for pipeline in self.pipelines.values():
             await pipeline.shutdown()
-        for pid in reversed(self._started_processors):
-            stop = getattr(self._processors[pid], "shutdown", None)
+        while self._started:
+            name, component = self._started.pop()
             try:
-                if stop is not None:
-                    await stop()
-            except Exception:
-                logger.exception("processor %s failed to shut down", pid)
-        self._started_processors.clear()
-        for cid in reversed(self._started):
-            try:
-                await self.exporters[cid].shutdown()
-            except Exception:  # one exporter's failure must not keep the others running
-                logger.exception("exporter %s failed to shut down", cid)
-        self._started.clear()
-
-    def postgres_dsn(self) -> str | None:
-        """The DSN of the first postgres exporter (the embedded one's once started)."""
-        for exporter in self.exporters.values():
-            if isinstance(exporter, PostgresExporter):
-                return exporter.dsn
-        return None
+                await component.shutdown()
+            except Exception:  # one component's failure must not keep the others running
+                logger.exception("%s failed to shut down", name)
+        await self._store.close()

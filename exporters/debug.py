@@ -5,15 +5,12 @@ It logs counts, names and ids, never attribute values: those may be personal dat
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-import logging
-
 from tracetables.collector.batch import SpanBatch
-
+from tracetables.collector.component import ExportResult, Host
 from tracetables.collector.errors import ConfigError
-
-from .base import ExportResult
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ class DebugExporter:
         """Logging never waits: any number at once."""
         return 64
 
-    async def start(self) -> None:
+    async def start(self, host: Host) -> None:
         """Nothing to prepare."""
 
     async def export(self, batch: SpanBatch) -> ExportResult:

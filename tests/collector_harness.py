@@ -41,11 +41,15 @@ class RunningCollector:
 
     @property
     def grpc_port(self) -> int:
-        return self.service.receivers["otlp/grpc"].port
+        server = self.service.receivers["otlp"].grpc
+        assert server is not None
+        return server.port
 
     @property
     def http_port(self) -> int:
-        return self.service.receivers["otlp/http"].port
+        server = self.service.receivers["otlp"].http
+        assert server is not None
+        return server.port
 
     @property
     def http_url(self) -> str:

@@ -14,14 +14,15 @@ import pytest
 
 import tracetables.collector
 from tracetables.collector._confmap import expand_env
+from tracetables.collector.components import DATABASE_URL_ENV
 from tracetables.collector.config import (
-    DATABASE_URL_ENV,
     CollectorConfig,
     PipelineConfig,
     component_type,
     load_config,
 )
 from tracetables.collector.errors import ConfigError
+from tracetables.collector.extensions.tracing_config import TracingConfigExtensionConfig
 from tracetables.collector.processors.config import BatchProcessorConfig
 from tracetables.collector.processors.pii_masking import PiiMaskingConfig
 from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig
@@ -100,8 +101,8 @@ class TestDefaultConfig:
                                                                   "webhook_redaction", "batch"), exporters=("postgres",))
         }
         assert config.service.telemetry.logs.level == "info"
-        assert config.service.extensions == ()
-        assert dict(config.extensions) == {}
+        assert config.service.extensions == ("tracing_config",)
+        assert dict(config.extensions) == {"tracing_config": TracingConfigExtensionConfig()}
 
     def test_default_config_matches_code_defaults(self) -> None:
         """The values the default file spells out are the config classes' own defaults."""
@@ -166,8 +167,8 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("otlp-no-protocols.yaml", "receivers.otlp.protocols", ("at least one of grpc, http",)),
     ("debug-verbosity.yaml", "exporters.debug.verbosity", ("basic, normal or detailed", "loud")),
     ("num-consumers-zero.yaml", "exporters.postgres.sending_queue.num_consumers", ("between 1 and 64", "0")),
-    ("retention-negative-interval.yaml", "exporters.postgres.retention.check_interval", ("expected a duration", "-5s")),
-    ("retention-zero-batch.yaml", "exporters.postgres.retention.max_traces_per_transaction", ("between 1 and 10000",)),
+    ("retention-negative-interval.yaml", "extensions.tracing_config.retention.check_interval", ("expected a duration", "-5s")),
+    ("retention-zero-batch.yaml", "extensions.tracing_config.retention.max_traces_per_transaction", ("between 1 and 10000",)),
     ("retry-max-below-initial.yaml", "exporters.postgres.retry_on_failure.max_interval", (">= initial_interval",)),
     ("logs-level.yaml", "service.telemetry.logs.level", ("debug, info, warn or error", "chatty")),
     ("top-level-list.yaml", FILE, ("top level must be a mapping",)),
@@ -188,7 +189,9 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("pii-masking-hash-without-secret.yaml", "processors.pii_masking.hash_secret", ("at least 16",)),
     ("pii-masking-bad-mode.yaml", "processors.pii_masking.mode", ("'placeholder' or 'hash'", "'scramble'")),
     ("trace-level-unknown-level.yaml", "processors.trace_level.default_level", ("minimal, standard or verbose", "chatty")),
-    ("trace-level-zero-refresh.yaml", "processors.trace_level.refresh_interval", ("> 0",)),
+    ("trace-level-zero-refresh.yaml", "extensions.tracing_config.refresh_interval", ("> 0",)),
+    ("trace-level-missing-extension.yaml", "processors.trace_level.tracing_config", ("'tracing_config'", "not defined")),
+    ("trace-level-extension-not-enabled.yaml", "processors.trace_level.tracing_config", ("not listed in service.extensions",)),
     ("webhook-redaction-negative-body.yaml", "processors.webhook_redaction.max_body_bytes", (">= 0", "-5")),
 ]
 

@@ -32,7 +32,9 @@ from tracetables.collector.errors import ConfigError, OverloadedError
 from tracetables.collector.processors import _memstat
 from tracetables.collector.processors.memory_limiter import REFUSED_MESSAGE, MemoryLimiter
 from tracetables.collector.processors.memory_limiter_config import MemoryLimiterConfig
-from tracetables.collector.processors.registry import make_processor
+from tracetables.collector.component import CreateSettings
+from tracetables.collector.components import REGISTRY
+from tracetables.collector.component import Kind
 
 MIB = 1024 * 1024
 BAD_CONFIGS = Path(__file__).parent / "testdata" / "config"
@@ -391,7 +393,7 @@ class TestConfig:
             min_gc_interval_when_soft_limited=timedelta(seconds=5),
         )
         assert config.service.pipelines["traces"].processors == ("memory_limiter", "batch")
-        processor = make_processor(ml)
+        processor = REGISTRY.factory(Kind.PROCESSOR, "memory_limiter").create(CreateSettings("memory_limiter"), ml)
         assert isinstance(processor, MemoryLimiter)
         assert (processor.hard_limit, processor.soft_limit) == (4000 * MIB, 3200 * MIB)
 

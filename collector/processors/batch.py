@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from tracetables.exporters.base import ExportResult
+from ..component import ExportResult
 
 from ..batch import SpanBatch
 from ..consumer import ConsumeResult

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 from ..batch import SpanBatch
+from ..component import Host
 from ..errors import ConfigError, OverloadedError
 from ..periodic import Periodic
 from . import _memstat
@@ -114,7 +115,7 @@ class MemoryLimiter:
                         rss // MIB, self.soft_limit // MIB)
         self.refusing = refuse
 
-    async def start(self) -> None:
+    async def start(self, host: Host | None = None) -> None:
         """Take a first measurement, then check every ``check_interval`` until shutdown."""
         if not self._current:
             logger.warning("memory_limiter: /proc/self/statm is missing, so the peak RSS is measured;"

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from ..batch import SpanBatch
+from ..component import StatelessLifecycle
 from ..errors import ConfigError
 from .masking.detectors import DETECTORS, KINDS
 from .masking.keys import DEFAULT_KEYS, KeyMatcher
@@ -56,7 +57,7 @@ class PiiMaskingConfig:
                 raise ConfigError(f"{path}.keys[{i}]: must not be empty")
 
 
-class PiiMaskingProcessor:
+class PiiMaskingProcessor(StatelessLifecycle):
     """Masks every batch in place.
 
     Attributes:

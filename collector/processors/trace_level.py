@@ -11,25 +11,22 @@ the row of its flow (``flow.id``) in the ``tracing_config`` table, then
 - ``verbose``: everything.
 
 Spans of a flow whose ``tracing_config`` row says ``enabled = false`` are dropped and
-counted. The table is read at start and every ``refresh_interval`` after, so a change
-takes effect without a restart; while the database cannot be read, the last settings
-read stay in force.
+counted. The rows come from the ``tracing_config`` extension named by the
+``tracing_config`` key, which reads them again while the collector runs (no restart).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-import psycopg
-
 from ..batch import SpanBatch
+from ..component import Host, typed_extension
 from ..errors import ConfigError
-from ..periodic import Periodic
+from ..extensions.tracing_config import FlowSetting, TracingConfigExtension
 from .masking.gate import Gate
 
 logger = logging.getLogger(__name__)
@@ -47,24 +44,17 @@ class TraceLevelConfig:
 
     default_level: str = "standard"
     """The level of spans that name none and whose flow has no ``tracing_config`` row."""
-    refresh_interval: timedelta = timedelta(seconds=5)
-    """How often ``tracing_config`` is read again."""
-    dsn: str = ""
-    """The database holding ``tracing_config``; empty: the postgres exporter's."""
+    tracing_config: str = "tracing_config"
+    """The id of the ``tracing_config`` extension holding the per-flow settings; empty:
+    none (levels come from the spans and ``default_level`` only)."""
 
     def validate(self, path: str) -> None:
         if self.default_level not in LEVELS:
             raise ConfigError(f"{path}.default_level: must be minimal, standard or verbose, got {self.default_level!r}")
-        if self.refresh_interval <= timedelta(0):
-            raise ConfigError(f"{path}.refresh_interval: must be > 0")
 
-
-@dataclass(frozen=True, slots=True)
-class FlowSetting:
-    """One ``tracing_config`` row."""
-
-    enabled: bool
-    level: str
+    def extension_refs(self) -> Mapping[str, str]:
+        """The extensions this processor needs, by config key."""
+        return {"tracing_config": self.tracing_config} if self.tracing_config else {}
 
 
 def summarize_details(text: str) -> str:
@@ -96,48 +86,35 @@ class TraceLevelProcessor:
         dropped_spans: spans dropped because their flow is disabled.
     """
 
-    def __init__(self, config: TraceLevelConfig, gated: bool = True) -> None:
+    def __init__(self, config: TraceLevelConfig, gated: bool = True,
+                 settings: TracingConfigExtension | None = None) -> None:
+        """Args:
+            config: the processor's config.
+            gated: let the compiled gate pick the spans to visit (when it is built).
+            settings: the flow settings to use; default: the extension found at start.
+        """
         self._config = config
-        self._flows: dict[str, FlowSetting] = {}
-        self._dsn_source: Callable[[], str | None] = lambda: config.dsn or None
-        self._periodic = Periodic("trace_level refresh", config.refresh_interval.total_seconds(), self.refresh)
-        self._failing = False
+        self._settings = settings
         keys = SNAPSHOT_KEYS | DETAILS_KEYS | {LEVEL_KEY, FLOW_KEY}
         self._gate = Gate((), keys.__contains__, False) if gated and Gate is not None else None
         self.dropped_spans = 0
 
-    def bind_dsn(self, source: Callable[[], str | None]) -> None:
-        """Where to read ``tracing_config`` when no ``dsn`` is configured (the service's exporter)."""
-        if not self._config.dsn:
-            self._dsn_source = source
-
-    async def start(self) -> None:
-        await self.refresh()
-        self._periodic.start()
+    async def start(self, host: Host) -> None:
+        """Find the ``tracing_config`` extension, when one is named."""
+        if self._config.tracing_config and self._settings is None:
+            self._settings = typed_extension(host, self._config.tracing_config, TracingConfigExtension,
+                                             "processors.trace_level.tracing_config")
 
     async def shutdown(self) -> None:
-        await self._periodic.stop()
+        """Nothing to release: the extension has its own lifecycle."""
 
-    async def refresh(self) -> None:
-        """Read ``tracing_config`` again (errors keep the last settings, logged once)."""
-        dsn = self._dsn_source()
-        if not dsn:
-            return
-        try:
-            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                rows = await (await conn.execute("SELECT flow_id, enabled, level FROM tracing_config")).fetchall()
-        except (psycopg.Error, OSError) as exc:
-            if not self._failing:
-                logger.warning("cannot read tracing_config (%s); keeping the last settings", type(exc).__name__)
-                self._failing = True
-            return
-        if self._failing:
-            logger.info("tracing_config readable again")
-            self._failing = False
-        self._flows = {str(f): FlowSetting(bool(e), str(lv)) for f, e, lv in rows}
+    @property
+    def flows(self) -> Mapping[str, FlowSetting]:
+        """The per-flow settings in force."""
+        return self._settings.flows if self._settings is not None else {}
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
-        flows = self._flows
+        flows = self.flows
         default = self._config.default_level
         dropped = 0
         for rs in batch.resource_spans:

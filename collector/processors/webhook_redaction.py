@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..batch import SpanBatch
+from ..component import StatelessLifecycle
 from ..errors import ConfigError
 from .masking.gate import Gate
 
@@ -66,7 +67,7 @@ def truncate(text: str, limit: int) -> str:
     return f"{kept}…[truncated: {len(raw)} bytes, {len(raw) - len(kept.encode('utf-8', 'surrogatepass'))} dropped]"
 
 
-class WebhookRedactionProcessor:
+class WebhookRedactionProcessor(StatelessLifecycle):
     """Redacts call credentials and cuts oversized bodies, in place."""
 
     def __init__(self, config: WebhookRedactionConfig, gated: bool = True) -> None:

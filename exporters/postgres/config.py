@@ -47,23 +47,6 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RetentionConfig:
-    """Deleting traces past their flow's ``tracing_config.retention_days``."""
-
-    check_interval: timedelta = timedelta(hours=1)
-    """How often to look for expired traces; 0 turns retention off."""
-    max_traces_per_transaction: int = 200
-    """Traces deleted per transaction (each takes the per-trace locks the ingest takes)."""
-
-    def validate(self, path: str) -> None:
-        if self.check_interval < timedelta(0):
-            raise ConfigError(f"{path}.check_interval: must be >= 0 (0 turns retention off)")
-        if not 1 <= self.max_traces_per_transaction <= 10_000:
-            raise ConfigError(f"{path}.max_traces_per_transaction: must be between 1 and 10000, "
-                              f"got {self.max_traces_per_transaction}")
-
-
-@dataclass(frozen=True, slots=True)
 class PostgresExporterConfig:
     """``exporters.postgres``.
 
@@ -77,7 +60,6 @@ class PostgresExporterConfig:
     retry_on_failure: RetryConfig = field(default_factory=RetryConfig)
     connect_timeout: timedelta = timedelta(seconds=5)
     migrate_on_start: bool = True
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
     projections: bool = True
     """Map spans with a role into the projection tables (steps, runs, calls, actions,
     events) in the same transaction. Off, only ``spans`` is written."""

@@ -6,15 +6,13 @@ import asyncio
 import logging
 import random
 import time
-from pathlib import Path
 
 from tracetables.collector.batch import SpanBatch
+from tracetables.collector.component import ExportResult, Host
 from tracetables.collector.errors import PermanentError, RetryableError
 
-from ..base import ExportResult
 from .config import PostgresExporterConfig
 from .encoder import EncodedBatch, RowEncoder
-from .retention import RetentionJob
 from .schema import migrate
 from .writer import SpanWriter
 
@@ -24,20 +22,18 @@ logger = logging.getLogger(__name__)
 class PostgresExporter:
     """Writes each batch in one transaction over one of ``num_consumers`` connections.
 
-    With no DSN configured it starts the embedded PostgreSQL in ``embedded.data_dir``
-    and stops it at shutdown.
+    With no DSN configured it writes to the collector's store (``Host.store_dsn``: the
+    embedded PostgreSQL, which the host starts and stops).
     """
 
     def __init__(self, config: PostgresExporterConfig) -> None:
         self._config = config
         self._dsn = config.dsn
-        self._embedded: object | None = None
         self._idle: asyncio.Queue[SpanWriter] = asyncio.Queue()
         self._writers: list[SpanWriter] = []
         self._closing = asyncio.Event()
         self._unhealthy_since: float | None = None
         self._encoder = RowEncoder(config.encoding_workers)
-        self.retention = RetentionJob(config.retention, lambda: self._dsn, config.connect_timeout.total_seconds())
         self.spans_written = 0
         self.transactions = 0
 
@@ -52,18 +48,16 @@ class PostgresExporter:
         """The DSN in use (the embedded server's once started)."""
         return self._dsn
 
-    async def start(self) -> None:
-        """Start the embedded server if needed and apply migrations.
+    async def start(self, host: Host) -> None:
+        """Find the store and apply migrations.
 
         Raises:
             RetryableError: the database cannot be reached to migrate it.
         """
+        if self._writers:
+            return
         if not self._dsn:
-            from .embedded import EmbeddedPostgres, EmbeddedPostgresConfig
-
-            embedded = EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=Path(self._config.embedded.data_dir)))
-            self._dsn = await asyncio.to_thread(embedded.start)
-            self._embedded = embedded
+            self._dsn = await host.store_dsn()
         if self._config.migrate_on_start:
             try:
                 await asyncio.to_thread(migrate, self._dsn)
@@ -75,7 +69,6 @@ class PostgresExporter:
             writer = SpanWriter(self._dsn, timeout, self._config.projections)
             self._writers.append(writer)
             self._idle.put_nowait(writer)
-        self.retention.start()
 
     async def export(self, batch: SpanBatch) -> ExportResult:
         """Store a batch; returns once committed. See :class:`Exporter`."""
@@ -130,13 +123,9 @@ class PostgresExporter:
             self._unhealthy_since = None
 
     async def shutdown(self) -> None:
-        """Close connections and stop the embedded server; safe to call twice."""
+        """Close connections; safe to call twice."""
         self._closing.set()
-        await self.retention.stop()
         for writer in self._writers:
             await writer.close()
         self._writers.clear()
         await asyncio.to_thread(self._encoder.shutdown)
-        embedded, self._embedded = self._embedded, None
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)  # type: ignore[attr-defined]

@@ -108,10 +108,12 @@ def test_at_most_max_traces_per_call(tracer: Tracer, conn: Conn) -> None:
     assert conn.execute("SELECT count(*) FROM execution_log_rows").fetchone() == (0,)
 
 
-def test_the_exporter_expires_on_its_timer(dsn: str, conn: Conn) -> None:
+def test_the_tracing_config_extension_expires_on_its_timer(dsn: str, conn: Conn) -> None:
     """With ``retention.check_interval: 100ms`` an expired trace disappears without anyone asking."""
-    config = BASE_CONFIG.replace("    dsn: ${env:DSN}\n",
-                                 "    dsn: ${env:DSN}\n    retention: {check_interval: 100ms, max_traces_per_transaction: 1}\n")
+    config = BASE_CONFIG.replace(
+        "service:\n",
+        "extensions:\n  tracing_config:\n    retention: {check_interval: 100ms, max_traces_per_transaction: 1}\n"
+        "service:\n  extensions: [tracing_config]\n")
     assert "retention" in config
     collector = start_collector(dsn, config)
     provider, tracer = _tracer(collector)
@@ -124,7 +126,7 @@ def test_the_exporter_expires_on_its_timer(dsn: str, conn: Conn) -> None:
             time.sleep(0.1)
         assert all(counts(conn, t) == dict.fromkeys(TABLES, 0) for t in old)
         assert counts(conn, kept)["spans"] == 7
-        assert collector.service.exporters["postgres"].retention.expired_traces == 3  # type: ignore[attr-defined]
+        assert collector.service.extensions["tracing_config"].retention.expired_traces == 3  # type: ignore[attr-defined]
     finally:
         provider.shutdown()
         collector.stop()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 from tracetables.collector.batch import SpanBatch
+from tracetables.collector.extensions.tracing_config import TracingConfigExtension, TracingConfigExtensionConfig
 from tracetables.collector.processors.masking import text as text_module
 from tracetables.collector.processors.masking.keys import DEFAULT_KEYS, KeyMatcher
 from tracetables.collector.processors.masking.otlp import SUMMARY_KEY, OtlpMasker
@@ -288,8 +289,9 @@ def test_trace_level_gated_equals_full(rs: ResourceSpans, flow_keys: list[str], 
     for gated in (False, True):
         copy = ResourceSpans()
         copy.CopyFrom(rs)
-        processor = TraceLevelProcessor(TraceLevelConfig(), gated=gated)
-        processor._flows = {"off": FlowSetting(False, "standard"), "small": FlowSetting(True, "minimal")}  # noqa: SLF001
+        settings = TracingConfigExtension(TracingConfigExtensionConfig())
+        settings.flows = {"off": FlowSetting(False, "standard"), "small": FlowSetting(True, "minimal")}
+        processor = TraceLevelProcessor(TraceLevelConfig(), gated=gated, settings=settings)
         count = sum(len(ss.spans) for ss in copy.scope_spans)
         batch = processor(SpanBatch([copy], count))
         outputs.append((copy.SerializeToString(), batch.span_count, processor.dropped_spans))

@@ -15,14 +15,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tests.collector_harness import BASE_CONFIG, RunningCollector, start_collector
+from tracetables.collector.extensions.tracing_config import TracingConfigExtension
 from tracetables.collector.processors.trace_level import TraceLevelProcessor, summarize_details
 
 STATE = json.dumps({"cart": ["a", "b"], "user": "ada"})
 DETAILS = json.dumps({"conditions": [{"expression": "x > 1", "result": True}], "matched_index": 0,
                       "connection_taken": "yes", "inputs": {"a": 1, "b": 2}})
 CONFIG = BASE_CONFIG.replace("processors:\n  batch: {timeout: 20ms}",
-                             "processors:\n  trace_level: {refresh_interval: 100ms}\n  batch: {timeout: 20ms}").replace(
-    "processors: [batch]", "processors: [trace_level, batch]")
+                             "processors:\n  trace_level: {}\n  batch: {timeout: 20ms}").replace(
+    "processors: [batch]", "processors: [trace_level, batch]").replace(
+    "service:\n", "extensions:\n  tracing_config: {refresh_interval: 100ms}\nservice:\n  extensions: [tracing_config]\n")
 
 
 @pytest.fixture
@@ -52,6 +54,12 @@ def stored(dsn: str, name: str) -> dict[str, Any] | None:
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT attributes FROM spans WHERE name = %s", (name,)).fetchone()
     return None if row is None else dict(row[0])
+
+
+def settings(collector: RunningCollector) -> TracingConfigExtension:
+    found = collector.service.extensions["tracing_config"]
+    assert isinstance(found, TracingConfigExtension)
+    return found
 
 
 def processor(collector: RunningCollector) -> TraceLevelProcessor:
@@ -94,7 +102,7 @@ def test_tracing_config_changes_apply_without_restart(leveled: RunningCollector,
         conn.execute("UPDATE tracing_config SET enabled = true WHERE flow_id = 'off'")
     proc = processor(leveled)
     deadline = time.monotonic() + 10
-    while proc._flows["quiet"].level != "verbose" or not proc._flows["off"].enabled:  # noqa: SLF001
+    while proc.flows["quiet"].level != "verbose" or not proc.flows["off"].enabled:
         assert time.monotonic() < deadline, "tracing_config was not read again"
         time.sleep(0.05)
     send(leveled, "after", **{"flow.id": "quiet"})
@@ -105,13 +113,15 @@ def test_tracing_config_changes_apply_without_restart(leveled: RunningCollector,
 
 
 def test_an_unreadable_database_keeps_the_last_settings(leveled: RunningCollector, dsn: str) -> None:
-    proc = processor(leveled)
-    known = dict(proc._flows)  # noqa: SLF001
-    proc.bind_dsn(lambda: "host=127.0.0.1 port=1 connect_timeout=1")
+    ext = settings(leveled)
+    known = dict(ext.flows)
+    reads = ext.reads
+    ext.use_dsn("host=127.0.0.1 port=1 connect_timeout=1")
     import asyncio
 
-    asyncio.run_coroutine_threadsafe(proc.refresh(), leveled.loop).result(timeout=15)
-    assert proc._flows == known  # noqa: SLF001
+    asyncio.run_coroutine_threadsafe(ext.refresh(), leveled.loop).result(timeout=15)
+    assert ext.flows == known and known
+    assert ext.reads == reads
 
 
 @pytest.mark.parametrize("text, outline", [

@@ -1,6 +1,6 @@
 """Retention: traces past their flow's ``tracing_config.retention_days`` are deleted.
 
-The rule is in SQL (``tt_expire`` in ``migrations/0006_retention.sql``); this runs it on a
+The rule is in SQL (``tt_expire``, migration 0006 of the postgres exporter); this runs it on a
 timer, off the write path: every ``check_interval``, transactions of at most
 ``max_traces_per_transaction`` traces each until no expired trace is left, on a
 connection of its own. An unreachable database is logged once and tried again at the
@@ -11,13 +11,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
-from tracetables.collector.periodic import Periodic
 
-from .config import RetentionConfig
+from ..periodic import Periodic
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """``extensions.tracing_config.retention``: deleting traces past their flow's
+    ``tracing_config.retention_days``."""
+
+    check_interval: timedelta = timedelta(hours=1)
+    """How often to look for expired traces; 0 turns retention off."""
+    max_traces_per_transaction: int = 200
+    """Traces deleted per transaction (each takes the per-trace locks the ingest takes)."""
+
+    def validate(self, path: str) -> None:
+        if self.check_interval < timedelta(0):
+            raise ConfigError(f"{path}.check_interval: must be >= 0 (0 turns retention off)")
+        if not 1 <= self.max_traces_per_transaction <= 10_000:
+            raise ConfigError(f"{path}.max_traces_per_transaction: must be between 1 and 10000, "
+                              f"got {self.max_traces_per_transaction}")
 
 
 class RetentionJob:
