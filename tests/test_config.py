@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.tls_certs import Pki, make_pki
 import tracetables.collector
@@ -493,6 +494,15 @@ class TestReceiverTlsAndCors:
         """A cert_file holding no PEM certificate (here: the key) is refused, naming cert_file."""
         with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.cert_file: .*no PEM certificate"):
             load_text(tmp_path, self._with("grpc", self._tls(pki.server.key, pki.server.key)))
+
+    def test_encrypted_key_file_is_refused_not_prompted_for(self, tmp_path: Path, pki: Pki) -> None:
+        """A password-protected key is a config error (there is no terminal to ask a password on)."""
+        key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
+        locked = tmp_path / "locked.key"
+        locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.BestAvailableEncryption(b"hunter2")))
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: .*encrypted"):
+            load_text(tmp_path, self._with("http", self._tls(pki.server.cert, locked)))
 
     def test_unreadable_key_file_names_key_file(self, tmp_path: Path, pki: Pki) -> None:
         """A key_file that does not exist is refused, naming key_file and the path."""

@@ -60,7 +60,9 @@ class TlsServerConfig:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = TLS_VERSIONS[self.min_version]
         try:
-            context.load_cert_chain(self.cert_file, self.key_file)
+            # a password callback, so that an encrypted key fails here instead of OpenSSL
+            # prompting on the terminal of a service that has none
+            context.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 f"{path}.key_file: {self.key_file} cannot be loaded with cert_file {self.cert_file} "
@@ -83,6 +85,10 @@ class TlsServerConfig:
         pair = (_read(self.key_file, f"{path}.key_file"), _read(self.cert_file, f"{path}.cert_file"))
         roots = _read(self.client_ca_file, f"{path}.client_ca_file") if self.client_ca_file else None
         return grpc.ssl_server_credentials([pair], root_certificates=roots, require_client_auth=roots is not None)
+
+
+def _no_password() -> bytes:
+    return b""
 
 
 def _read(file: str, path: str) -> bytes:
