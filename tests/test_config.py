@@ -11,7 +11,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from tests.tls_certs import Pki, make_pki
 import tracetables.collector
 from tracetables.collector._confmap import expand_env
 from tracetables.collector.components import DATABASE_URL_ENV
@@ -27,6 +29,8 @@ from tracetables.collector.processors.config import BatchProcessorConfig
 from tracetables.collector.processors.pii_masking import PiiMaskingConfig
 from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig
 from tracetables.collector.receivers.config import GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols
+from tracetables.collector.receivers.cors import CorsConfig
+from tracetables.collector.receivers.tls import TlsServerConfig
 from tracetables.exporters.debug import DebugExporterConfig
 from tracetables.exporters.postgres.config import PostgresExporterConfig
 
@@ -76,8 +80,10 @@ class TestDefaultConfig:
         otlp = config.receivers["otlp"]
         assert isinstance(otlp, OtlpReceiverConfig)
         assert otlp.protocols.grpc is not None and otlp.protocols.http is not None
-        assert otlp.protocols.grpc.endpoint == "0.0.0.0:4317"
-        assert otlp.protocols.http.endpoint == "0.0.0.0:4318"
+        assert otlp.protocols.grpc.endpoint == "127.0.0.1:4317"  # loopback: serving others is a choice
+        assert otlp.protocols.http.endpoint == "127.0.0.1:4318"
+        assert otlp.protocols.grpc.tls is None and otlp.protocols.http.tls is None
+        assert otlp.protocols.http.cors is None
         assert otlp.protocols.grpc.max_recv_msg_size_mib == 4
         assert otlp.protocols.http.max_request_body_size == 20 * MIB
         assert otlp.protocols.http.traces_url_path == "/v1/traces"
@@ -193,6 +199,13 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("trace-level-missing-extension.yaml", "processors.trace_level.tracing_config", ("'tracing_config'", "not defined")),
     ("trace-level-extension-not-enabled.yaml", "processors.trace_level.tracing_config", ("not listed in service.extensions",)),
     ("webhook-redaction-negative-body.yaml", "processors.webhook_redaction.max_body_bytes", (">= 0", "-5")),
+    ("tls-cert-file-missing.yaml", "receivers.otlp.protocols.http.tls.cert_file",
+     ("cannot read", "no-such-dir/server.crt")),
+    ("tls-no-key-file.yaml", "receivers.otlp.protocols.grpc.tls.key_file", ("required",)),
+    ("tls-old-min-version.yaml", "receivers.otlp.protocols.http.tls.min_version", ('"1.2" or "1.3"', "'1.1'")),
+    ("cors-two-wildcards.yaml", "receivers.otlp.protocols.http.cors.allowed_origins[1]",
+     ("at most one '*'", "https://*.*.example.com")),
+    ("cors-negative-max-age.yaml", "receivers.otlp.protocols.http.cors.max_age", (">= 0", "-1")),
 ]
 
 
@@ -445,3 +458,74 @@ class TestSections:
         """The known log levels are accepted in any case."""
         text = minimal() + f"  telemetry:\n    logs:\n      level: {level}\n"
         assert load_text(tmp_path, text).service.telemetry.logs.level == level
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA with a server and a client certificate, as PEM files."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+class TestReceiverTlsAndCors:
+    """``tls`` and ``cors`` under the OTLP protocols; the files are real, made by a throwaway CA."""
+
+    @staticmethod
+    def _with(protocol: str, block: str) -> str:
+        text = minimal().replace("      http:\n        endpoint: 127.0.0.1:4318\n", f"      {protocol}:\n{block}")
+        assert block in text
+        return text
+
+    @staticmethod
+    def _tls(cert: Path, key: Path, extra: str = "") -> str:
+        return f"        tls:\n          cert_file: {cert}\n          key_file: {key}\n{extra}"
+
+    def test_tls_and_cors_load_with_their_values(self, tmp_path: Path, pki: Pki) -> None:
+        """A full tls and cors block is loaded as given."""
+        tls = self._tls(pki.server.cert, pki.server.key, f"          client_ca_file: {pki.ca}\n          min_version: \"1.3\"\n")
+        cors = "        cors:\n          allowed_origins: [\"https://*.example.com\"]\n          allowed_headers: [X-Tenant]\n" \
+               "          max_age: 7200\n"
+        http = load_text(tmp_path, self._with("http", tls + cors)).receivers["otlp"].protocols.http
+        assert http.tls == TlsServerConfig(str(pki.server.cert), str(pki.server.key), str(pki.ca), "1.3")
+        assert http.cors == CorsConfig(("https://*.example.com",), ("X-Tenant",), 7200)
+
+    def test_key_of_another_cert_names_key_file(self, tmp_path: Path, pki: Pki) -> None:
+        """A key that does not belong to the certificate is refused at load, naming key_file."""
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: .*cannot be loaded"):
+            load_text(tmp_path, self._with("http", self._tls(pki.server.cert, pki.client.key)))
+
+    def test_cert_file_without_a_certificate_names_cert_file(self, tmp_path: Path, pki: Pki) -> None:
+        """A cert_file holding no PEM certificate (here: the key) is refused, naming cert_file."""
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.cert_file: .*no PEM certificate"):
+            load_text(tmp_path, self._with("grpc", self._tls(pki.server.key, pki.server.key)))
+
+    def test_encrypted_key_file_is_refused_not_prompted_for(self, tmp_path: Path, pki: Pki) -> None:
+        """A password-protected key is a config error (there is no terminal to ask a password on)."""
+        key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
+        locked = tmp_path / "locked.key"
+        locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.BestAvailableEncryption(b"hunter2")))
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: .*encrypted"):
+            load_text(tmp_path, self._with("http", self._tls(pki.server.cert, locked)))
+
+    def test_unreadable_key_file_names_key_file(self, tmp_path: Path, pki: Pki) -> None:
+        """A key_file that does not exist is refused, naming key_file and the path."""
+        missing = tmp_path / "gone.key"
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: cannot read .*gone\.key"):
+            load_text(tmp_path, self._with("http", self._tls(pki.server.cert, missing)))
+
+    def test_client_ca_file_without_a_certificate_names_it(self, tmp_path: Path, pki: Pki) -> None:
+        """A client_ca_file that holds no certificate is refused, naming client_ca_file."""
+        tls = self._tls(pki.server.cert, pki.server.key, f"          client_ca_file: {pki.server.key}\n")
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.client_ca_file: "):
+            load_text(tmp_path, self._with("http", tls))
+
+    def test_grpc_min_version_1_3_is_refused(self, tmp_path: Path, pki: Pki) -> None:
+        """grpcio cannot refuse TLS 1.2, so asking the gRPC receiver to is an error, not a silent no-op."""
+        tls = self._tls(pki.server.cert, pki.server.key, "          min_version: \"1.3\"\n")
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.min_version: .*cannot refuse TLS 1\.2"):
+            load_text(tmp_path, self._with("grpc", tls))
+
+    def test_tls_with_nothing_under_it_asks_for_cert_file(self, tmp_path: Path) -> None:
+        """``tls:`` alone is not plaintext by accident: it asks for the certificate."""
+        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.cert_file: required"):
+            load_text(tmp_path, self._with("http", "        tls:\n"))

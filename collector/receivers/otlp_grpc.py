@@ -50,7 +50,11 @@ class OtlpGrpcReceiver:
             {"Export": grpc.unary_unary_rpc_method_handler(self._export)},  # raw bytes in and out
         )
         server.add_generic_rpc_handlers((handler,))
-        self.port = server.add_insecure_port(self._config.endpoint)
+        tls = self._config.tls
+        if tls is None:
+            self.port = server.add_insecure_port(self._config.endpoint)
+        else:
+            self.port = server.add_secure_port(self._config.endpoint, tls.grpc_credentials("grpc.tls"))
         if not self.port:
             raise RuntimeError(f"cannot bind OTLP/gRPC to {self._config.endpoint}")
         await server.start()

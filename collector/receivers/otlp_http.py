@@ -20,6 +20,7 @@ from ..consumer import Consumer
 from ._decode import MalformedRequestError, check_request, decode_protobuf
 from ._otlp_json import OtlpJsonError, decode_trace_request_json
 from ._status import classify, response_for, retry_after_header, status_message
+from .cors import CorsHandler
 from .config import HttpConfig, SpanLimits
 
 logger = logging.getLogger(__name__)
@@ -50,11 +51,16 @@ class OtlpHttpReceiver:
         """Bind and serve."""
         app = web.Application(client_max_size=self._config.max_request_body_size)
         app.router.add_post(self._config.traces_url_path, self._handle)
+        if self._config.cors is not None:
+            cors = CorsHandler(self._config.cors)
+            app.router.add_route("OPTIONS", self._config.traces_url_path, cors.preflight)
+            app.on_response_prepare.append(cors.on_response_prepare)
         # Decompression is ours, so that the size limit holds after it too.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await runner.setup()
         host, _, port = self._config.endpoint.rpartition(":")
-        site = web.TCPSite(runner, host.strip("[]") or None, int(port), reuse_address=True)
+        ssl_context = self._config.tls.ssl_context("http.tls") if self._config.tls is not None else None
+        site = web.TCPSite(runner, host.strip("[]") or None, int(port), reuse_address=True, ssl_context=ssl_context)
         await site.start()
         self._runner = runner
         addresses = runner.addresses
