@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from tracetables.instrumentation import conventions as cv
 from ..batch import SpanBatch
 from ..errors import ConfigError
 from ..periodic import Periodic
@@ -34,11 +35,11 @@ from .masking.gate import Gate
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("minimal", "standard", "verbose")
-LEVEL_KEY = "flow.trace_level"
-FLOW_KEY = "flow.id"
-SNAPSHOT_KEYS = frozenset({"flow.state.before", "flow.state.after", "flow.context.snapshot"})
-DETAILS_KEYS = frozenset({"flow.node.details"})
+LEVELS = cv.LEVELS
+LEVEL_KEY = cv.FLOW_TRACE_LEVEL
+FLOW_KEY = cv.FLOW_ID
+SNAPSHOT_KEYS = frozenset({cv.FLOW_STATE_BEFORE, cv.FLOW_STATE_AFTER, cv.FLOW_CONTEXT_SNAPSHOT})
+DETAILS_KEYS = frozenset({cv.FLOW_NODE_DETAILS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,7 @@ def _read(attrs: Any) -> tuple[str | None, str | None, list[int]]:
     positions: list[int] = []
     for i, kv in enumerate(attrs):
         key = kv.key
-        if not key.startswith("flow."):
+        if not key.startswith(cv.FLOW_PREFIX):
             continue
         if key == LEVEL_KEY:
             value = kv.value.string_value
