@@ -8,8 +8,9 @@ this module: Python imports the constants; the compiled encoder includes
 ``python -m tracetables.exporters.postgres.gen_conventions``. ``tests/test_conventions.py``
 fails when a generated file is stale or a ``flow.*`` key is spelled outside this table.
 
-It imports nothing but the standard library, so the collector may depend on it without
-the instrumentation's own needs.
+It imports nothing but the standard library: the collector and the exporter read it too
+(importing it runs this package's ``__init__``, which needs only ``opentelemetry-api``, a
+dependency of the collector anyway).
 """
 
 from __future__ import annotations
