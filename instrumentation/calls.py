@@ -13,6 +13,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from . import conventions as cv
 from ._numbering import Numbering
 from ._serialize import DEFAULT_LIMIT, to_json
 from .flow import _context_attributes, _current, _FlowSpan, _swallow
@@ -33,7 +34,7 @@ class Call(_FlowSpan):
 
     def __init__(self, name: str, key: str, attempt: int | None, destination: str | None, request: Any,
                  tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(name, {"flow.call.key": key, "server.address": destination}, tracer_provider, size_limit)
+        super().__init__(name, {cv.FLOW_CALL_KEY: key, cv.SERVER_ADDRESS: destination}, tracer_provider, size_limit)
         self._key = key
         self._attempt = attempt
         self._request = request
@@ -44,13 +45,13 @@ class Call(_FlowSpan):
 
     def _prepare(self) -> None:
         self._attributes.update(_context_attributes(_current.get()))
-        self._attributes["flow.call.attempt"] = self._attempt if self._attempt is not None else next_attempt(self._key)
+        self._attributes[cv.FLOW_CALL_ATTEMPT] = self._attempt if self._attempt is not None else next_attempt(self._key)
         if self._request is not None:
-            self._attributes["flow.call.request"] = to_json(self._request, self._limit)
+            self._attributes[cv.FLOW_CALL_REQUEST] = to_json(self._request, self._limit)
 
     def _started(self, tracer: trace.Tracer) -> None:
         self._marker(tracer, f"{self._name} pending", {
-            "flow.role": "call", "flow.call.key": self._key, "flow.call.attempt": self._attributes["flow.call.attempt"]})
+            cv.FLOW_ROLE: "call", cv.FLOW_CALL_KEY: self._key, cv.FLOW_CALL_ATTEMPT: self._attributes[cv.FLOW_CALL_ATTEMPT]})
 
     def response(self, value: Any, status_code: int | None = None) -> None:
         """Record the response payload and, for HTTP, its status code."""
@@ -64,9 +65,9 @@ class Call(_FlowSpan):
 
     def _finish(self) -> None:
         if self._has_response:
-            self._set_json("flow.call.response", self._response)
+            self._set_json(cv.FLOW_CALL_RESPONSE, self._response)
         self._set("http.response.status_code", self._status_code)
-        self._set("flow.call.external_id", self._external_id)
+        self._set(cv.FLOW_CALL_EXTERNAL_ID, self._external_id)
         if self._status_code is not None and self._status_code >= 500 and self._span is not None:
             self._set("error.type", str(self._status_code))
             self._span.set_status(trace.Status(trace.StatusCode.ERROR, f"HTTP {self._status_code}"))

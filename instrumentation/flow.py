@@ -21,6 +21,7 @@ from typing import Any, Self, TypeVar
 
 from opentelemetry import trace
 
+from . import conventions as cv
 from ._numbering import Numbering
 from ._serialize import DEFAULT_LIMIT, to_json
 
@@ -112,7 +113,7 @@ class _FlowSpan:
             self._prepare()
             tracer = _tracer(self._provider)
             attrs = {k: v for k, v in self._attributes.items() if v is not None}
-            attrs["flow.role"] = self._role
+            attrs[cv.FLOW_ROLE] = self._role
             self._cm = tracer.start_as_current_span(self._name, kind=self._kind, attributes=attrs,
                                                     links=self._links or None)
             self._span = self._cm.__enter__()
@@ -150,7 +151,7 @@ class _FlowSpan:
     def _marker(tracer: trace.Tracer, name: str, attributes: dict[str, Any]) -> None:
         """A zero-length ``flow.pending`` child of the current span: the collector shows its
         parent as started (a pending call, a running run) before the parent's span ends."""
-        marker = tracer.start_span(name, kind=trace.SpanKind.INTERNAL, attributes={**attributes, "flow.pending": True})
+        marker = tracer.start_span(name, kind=trace.SpanKind.INTERNAL, attributes={**attributes, cv.FLOW_PENDING: True})
         marker.end(end_time=getattr(marker, "start_time", None))  # zero length where the SDK records times
 
     def _finish(self) -> None:
@@ -228,12 +229,12 @@ class Run(_FlowSpan):
         self._token = _current.set(ctx)
         self._attributes.update(_context_attributes(ctx))
         if self._request is not None:
-            self._attributes["flow.run.request"] = to_json(self._request, self._limit)
+            self._attributes[cv.FLOW_RUN_REQUEST] = to_json(self._request, self._limit)
 
     def _started(self, tracer: trace.Tracer) -> None:
         # The run is 'running' in execution_logs from its first step, long before it ends.
         attributes = {k: v for k, v in self._attributes.items() if v is not None}
-        self._marker(tracer, f"{self._name} started", {**attributes, "flow.role": "run"})
+        self._marker(tracer, f"{self._name} started", {**attributes, cv.FLOW_ROLE: "run"})
 
     def response(self, value: Any) -> None:
         """Record the run's response message (any JSON-able value)."""
@@ -242,7 +243,7 @@ class Run(_FlowSpan):
 
     def _finish(self) -> None:
         if self._has_response:
-            self._set_json("flow.run.response", self._response)
+            self._set_json(cv.FLOW_RUN_RESPONSE, self._response)
 
 
 class Step(_FlowSpan):
@@ -252,7 +253,7 @@ class Step(_FlowSpan):
 
     def __init__(self, node_id: str, node_type: str | None, state_before: Any, details: Any,
                  session_id: str | None, tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(f"step {node_id}", {"flow.node.id": node_id, "flow.node.type": node_type},
+        super().__init__(f"step {node_id}", {cv.FLOW_NODE_ID: node_id, cv.FLOW_NODE_TYPE: node_type},
                          tracer_provider, size_limit)
         self._state_before = state_before
         self._details = details
@@ -265,13 +266,13 @@ class Step(_FlowSpan):
         parent = _current.get()
         # built directly: dataclasses.replace, twice, cost a tenth of a step
         ctx = _FlowContext(self._session_id or parent.session_id, parent.user_id, parent.conversation_id,
-                           parent.flow_id, parent.flow_version, self._attributes["flow.node.id"])
+                           parent.flow_id, parent.flow_version, self._attributes[cv.FLOW_NODE_ID])
         self._token = _current.set(ctx)
         self._attributes.update(_context_attributes(ctx))
         if ctx.session_id:
-            self._attributes["flow.step.number"] = next_step_number(ctx.session_id)
+            self._attributes[cv.FLOW_STEP_NUMBER] = next_step_number(ctx.session_id)
         if self._state_before is not None:
-            self._attributes["flow.state.before"] = to_json(self._state_before, self._limit)
+            self._attributes[cv.FLOW_STATE_BEFORE] = to_json(self._state_before, self._limit)
 
     def state_after(self, state: Any) -> None:
         """Record the state after the node ran (a value, or a callable returning it)."""
@@ -288,23 +289,23 @@ class Step(_FlowSpan):
 
     def _finish(self) -> None:
         if self._has_after:
-            self._set_json("flow.state.after", self._state_after)
+            self._set_json(cv.FLOW_STATE_AFTER, self._state_after)
         if self._details is not None:
             details = self._details
             dump = getattr(details, "model_dump", None)
-            self._set_json("flow.node.details", dump if callable(dump) else details)
+            self._set_json(cv.FLOW_NODE_DETAILS, dump if callable(dump) else details)
         if self._next is not None:
-            self._set("flow.next_node.id", self._next[0])
-            self._set("flow.connection.type", self._next[1])
+            self._set(cv.FLOW_NEXT_NODE_ID, self._next[0])
+            self._set(cv.FLOW_CONNECTION_TYPE, self._next[1])
 
 
 def _context_attributes(ctx: _FlowContext) -> dict[str, Any]:
     return {
-        "session.id": ctx.session_id,
-        "user.id": ctx.user_id,
-        "gen_ai.conversation.id": ctx.conversation_id,
-        "flow.id": ctx.flow_id,
-        "flow.version": ctx.flow_version,
+        cv.SESSION_ID: ctx.session_id,
+        cv.USER_ID: ctx.user_id,
+        cv.GEN_AI_CONVERSATION_ID: ctx.conversation_id,
+        cv.FLOW_ID: ctx.flow_id,
+        cv.FLOW_VERSION: ctx.flow_version,
     }
 
 

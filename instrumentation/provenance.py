@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from . import conventions as cv
 from ._serialize import DEFAULT_LIMIT, to_json
 from .flow import _context_attributes, _current, _FlowSpan, _swallow
 
@@ -58,7 +59,7 @@ class Action(_FlowSpan):
 
     def __init__(self, concept: str, name: str, inputs: Any, caused_by: Iterable[Cause],
                  tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(f"{concept}::{name}", {"flow.action.concept": concept, "flow.action.name": name},
+        super().__init__(f"{concept}::{name}", {cv.FLOW_ACTION_CONCEPT: concept, cv.FLOW_ACTION_NAME: name},
                          tracer_provider, size_limit)
         self._inputs = inputs
         self._causes = list(caused_by)
@@ -68,12 +69,12 @@ class Action(_FlowSpan):
     def _prepare(self) -> None:
         self._attributes.update(_context_attributes(_current.get()))
         if self._inputs is not None:
-            self._attributes["flow.action.inputs"] = to_json(self._inputs, self._limit)
+            self._attributes[cv.FLOW_ACTION_INPUTS] = to_json(self._inputs, self._limit)
         for cause, synchronization in self._causes:
             try:
                 ref = cause.ref if isinstance(cause, Action) else cause
                 if ref is not None:
-                    self._links.append(trace.Link(ref.span_context(), {"flow.synchronization": synchronization}))
+                    self._links.append(trace.Link(ref.span_context(), {cv.FLOW_SYNCHRONIZATION: synchronization}))
             except Exception as exc:  # a bad cause costs its link, not the action
                 _swallow("action cause", exc)
 
@@ -92,7 +93,7 @@ class Action(_FlowSpan):
 
     def _finish(self) -> None:
         if self._has_outputs:
-            self._set_json("flow.action.outputs", self._outputs)
+            self._set_json(cv.FLOW_ACTION_OUTPUTS, self._outputs)
 
 
 class Event(_FlowSpan):
@@ -102,16 +103,16 @@ class Event(_FlowSpan):
 
     def __init__(self, event_type: str, data: Any, context_snapshot: Any,
                  tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(f"event {event_type}", {"flow.event.type": event_type}, tracer_provider, size_limit)
+        super().__init__(f"event {event_type}", {cv.FLOW_EVENT_TYPE: event_type}, tracer_provider, size_limit)
         self._data = data
         self._snapshot = context_snapshot
 
     def _prepare(self) -> None:
         self._attributes.update(_context_attributes(_current.get()))
         if self._data is not None:
-            self._attributes["flow.event.data"] = to_json(self._data, self._limit)
+            self._attributes[cv.FLOW_EVENT_DATA] = to_json(self._data, self._limit)
         if self._snapshot is not None:
-            self._attributes["flow.context.snapshot"] = to_json(self._snapshot, self._limit)
+            self._attributes[cv.FLOW_CONTEXT_SNAPSHOT] = to_json(self._snapshot, self._limit)
 
 
 def action(concept: str, name: str, *, inputs: Any = None, caused_by: Iterable[Cause] = (),

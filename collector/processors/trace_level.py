@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tracetables.instrumentation import conventions as cv
+
 from ..batch import SpanBatch
 from ..component import Host, typed_extension
 from ..errors import ConfigError
@@ -31,11 +33,11 @@ from .masking.gate import Gate
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("minimal", "standard", "verbose")
-LEVEL_KEY = "flow.trace_level"
-FLOW_KEY = "flow.id"
-SNAPSHOT_KEYS = frozenset({"flow.state.before", "flow.state.after", "flow.context.snapshot"})
-DETAILS_KEYS = frozenset({"flow.node.details"})
+LEVELS = cv.LEVELS
+LEVEL_KEY = cv.FLOW_TRACE_LEVEL
+FLOW_KEY = cv.FLOW_ID
+SNAPSHOT_KEYS = frozenset({cv.FLOW_STATE_BEFORE, cv.FLOW_STATE_AFTER, cv.FLOW_CONTEXT_SNAPSHOT})
+DETAILS_KEYS = frozenset({cv.FLOW_NODE_DETAILS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,7 @@ def _read(attrs: Any) -> tuple[str | None, str | None, list[int]]:
     positions: list[int] = []
     for i, kv in enumerate(attrs):
         key = kv.key
-        if not key.startswith("flow."):
+        if not key.startswith(cv.FLOW_PREFIX):
             continue
         if key == LEVEL_KEY:
             value = kv.value.string_value

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tracetables.instrumentation import conventions as cv
 from ..batch import SpanBatch
 from ..component import StatelessLifecycle
 from ..errors import ConfigError
@@ -32,7 +33,7 @@ DEFAULT_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie
 DEFAULT_QUERY_PARAMS = ("token", "access_token", "refresh_token", "id_token", "key", "api_key", "apikey",
                         "password", "passwd", "secret", "client_secret", "signature", "sig", "x-amz-signature",
                         "x-amz-credential", "x-goog-signature", "code", "auth")  # fmt: skip
-DEFAULT_BODY_KEYS = ("flow.call.request", "flow.call.response", "http.request.body", "http.response.body")
+DEFAULT_BODY_KEYS = (cv.FLOW_CALL_REQUEST, cv.FLOW_CALL_RESPONSE, "http.request.body", "http.response.body")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@]*)@")
 
 

@@ -433,7 +433,8 @@ static int json_events_or_links(Json *j, Slice span, uint32_t list_field, int is
 
 /* ---------- roles: the rules table of roles.py, in the same order ---------- */
 
-enum { ROLE_NONE, ROLE_RUN, ROLE_STEP, ROLE_CALL, ROLE_CALL_PENDING, ROLE_ACTION, ROLE_EVENT, ROLE_RUN_PENDING };
+/* Role codes and key literals: generated from instrumentation/conventions.py (gen_conventions.py). */
+#include "_conventions.h"
 
 static int slice_is(Slice s, const char *lit) { size_t n = strlen(lit); return s.n == n && memcmp(s.p, lit, n) == 0; }
 
@@ -467,27 +468,28 @@ static int classify(Slice span, uint64_t kind, Slice parent, uint64_t flags) {
             else if (kf == 2 && kwt == 2) value = t;
         }
         if (key.n < 9) continue;
-        if (slice_is(key, "http.request.method") || slice_is(key, "http.method") || slice_is(key, "rpc.system.name")
-            || slice_is(key, "rpc.system") || slice_is(key, "messaging.system")) { has_call_key = 1; continue; }
+        if (slice_is(key, TT_KEY_HTTP_REQUEST_METHOD) || slice_is(key, TT_KEY_HTTP_METHOD)
+            || slice_is(key, TT_KEY_RPC_SYSTEM_NAME) || slice_is(key, TT_KEY_RPC_SYSTEM)
+            || slice_is(key, TT_KEY_MESSAGING_SYSTEM)) { has_call_key = 1; continue; }
         Slice str = {0}; uint64_t boolean = 0;
         int vk = anyvalue_scalar(value, &str, &boolean);  /* a later entry for the same key replaces it */
-        if (slice_is(key, "flow.role")) { has_flow_role = vk == 1; flow_role = str; }
-        else if (slice_is(key, "flow.pending")) pending = vk == 2 && boolean;
-        else if (slice_is(key, "openinference.span.kind")) { has_oi = vk == 1; oi_kind = str; }
-        else if (slice_is(key, "gen_ai.operation.name")) { has_genai = vk == 1; genai_op = str; }
+        if (slice_is(key, TT_KEY_FLOW_ROLE)) { has_flow_role = vk == 1; flow_role = str; }
+        else if (slice_is(key, TT_KEY_FLOW_PENDING)) pending = vk == 2 && boolean;
+        else if (slice_is(key, TT_KEY_OPENINFERENCE_SPAN_KIND)) { has_oi = vk == 1; oi_kind = str; }
+        else if (slice_is(key, TT_KEY_GEN_AI_OPERATION_NAME)) { has_genai = vk == 1; genai_op = str; }
     }
-    int run = has_flow_role && slice_is(flow_role, "run");
+    int run = has_flow_role && slice_is(flow_role, TT_FLOW_ROLE_RUN);
     if (pending) return run ? ROLE_RUN_PENDING : ROLE_CALL_PENDING;
     if (has_flow_role) {
         if (run) return ROLE_RUN;
-        if (slice_is(flow_role, "step")) return ROLE_STEP;
-        if (slice_is(flow_role, "call")) return ROLE_CALL;
-        if (slice_is(flow_role, "action")) return ROLE_ACTION;
-        if (slice_is(flow_role, "event")) return ROLE_EVENT;
+        if (slice_is(flow_role, TT_FLOW_ROLE_STEP)) return ROLE_STEP;
+        if (slice_is(flow_role, TT_FLOW_ROLE_CALL)) return ROLE_CALL;
+        if (slice_is(flow_role, TT_FLOW_ROLE_ACTION)) return ROLE_ACTION;
+        if (slice_is(flow_role, TT_FLOW_ROLE_EVENT)) return ROLE_EVENT;
     }
     if ((kind == 3 || kind == 4) && has_call_key) return ROLE_CALL;
-    int agent = (has_oi && (slice_is(oi_kind, "AGENT") || slice_is(oi_kind, "CHAIN")))
-                || (has_genai && slice_is(genai_op, "invoke_agent"));
+    int agent = (has_oi && (slice_is(oi_kind, TT_AGENT_KIND_AGENT) || slice_is(oi_kind, TT_AGENT_KIND_CHAIN)))
+                || (has_genai && slice_is(genai_op, TT_AGENT_OPERATION_INVOKE_AGENT));
     if (agent) {
         int local_root = parent.n == 0 || (flags & 0x300) == 0x300;
         return local_root ? ROLE_RUN : ROLE_STEP;

@@ -20,28 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
+from tracetables.instrumentation import conventions as cv
+from tracetables.instrumentation.conventions import Role as Role
 
-class Role(IntEnum):
-    """Role codes as they travel from the encoder to ``tt_project`` (one byte a span)."""
-
-    NONE = 0
-    RUN = 1
-    STEP = 2
-    CALL = 3
-    CALL_PENDING = 4  # a call's "log before send" marker: a pending row for its parent
-    ACTION = 5
-    EVENT = 6
-    RUN_PENDING = 7  # a run's start marker: a running row for its parent
-
-
-FLOW_ROLES = {"run": Role.RUN, "step": Role.STEP, "call": Role.CALL, "action": Role.ACTION, "event": Role.EVENT}
+# The role codes and the keys they are read from live in the conventions table; the
+# names below stay this module's public API.
+FLOW_ROLES = cv.FLOW_ROLES
 # Old and new semantic-convention names; any one on a CLIENT or PRODUCER span makes it a call.
-CALL_KEYS = frozenset({"http.request.method", "http.method", "rpc.system.name", "rpc.system", "messaging.system"})
-AGENT_KINDS = frozenset({"AGENT", "CHAIN"})  # openinference.span.kind
-AGENT_OPERATIONS = frozenset({"invoke_agent"})  # gen_ai.operation.name
+CALL_KEYS = frozenset(cv.CALL_KEYS)
+AGENT_KINDS = frozenset(cv.AGENT_KINDS)  # openinference.span.kind
+AGENT_OPERATIONS = frozenset(cv.AGENT_OPERATIONS)  # gen_ai.operation.name
 SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER = 3, 4
 # Span.flags bits 8 and 9 (OTLP 1.1+): "has is-remote", and "parent is remote".
 _PARENT_REMOTE_KNOWN, _PARENT_REMOTE = 0x100, 0x200
@@ -115,15 +105,15 @@ def facts_of(kind: int, parent_span_id: bytes, flags: int, attributes: Iterable[
     return SpanFacts(
         kind=kind,
         local_root=not parent_span_id or remote,
-        flow_role=_string(values.get("flow.role")),
-        pending=_true(values.get("flow.pending")),
+        flow_role=_string(values.get(cv.FLOW_ROLE)),
+        pending=_true(values.get(cv.FLOW_PENDING)),
         has_call_key=has_call_key,
-        openinference_kind=_string(values.get("openinference.span.kind")),
-        gen_ai_operation=_string(values.get("gen_ai.operation.name")),
+        openinference_kind=_string(values.get(cv.OPENINFERENCE_SPAN_KIND)),
+        gen_ai_operation=_string(values.get(cv.GEN_AI_OPERATION_NAME)),
     )
 
 
-_WATCHED = frozenset({"flow.role", "flow.pending", "openinference.span.kind", "gen_ai.operation.name"})
+_WATCHED = frozenset({cv.FLOW_ROLE, cv.FLOW_PENDING, cv.OPENINFERENCE_SPAN_KIND, cv.GEN_AI_OPERATION_NAME})
 
 
 def _string(value: Any) -> str | None:

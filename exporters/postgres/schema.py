@@ -50,8 +50,12 @@ def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> dict[int, 
     return {int(str(v)): str(n) for v, n in rows}
 
 
-def migrate(dsn: str) -> list[Migration]:
-    """Apply every pending migration; returns those applied now.
+def migrate(dsn: str, target: int | None = None) -> list[Migration]:
+    """Apply every pending migration (up to ``target``, when given); returns those applied now.
+
+    Args:
+        dsn: the database.
+        target: the last version to apply (an older schema, for upgrade tests); None: all.
 
     Raises:
         psycopg.Error: the database is unreachable or a migration failed (that
@@ -68,7 +72,7 @@ def migrate(dsn: str) -> list[Migration]:
             )
             done = applied_versions(conn)
             for migration in available_migrations():
-                if migration.version in done:
+                if migration.version in done or (target is not None and migration.version > target):
                     continue
                 with conn.transaction():
                     conn.execute(migration.sql.encode("utf-8"))
