@@ -2,12 +2,12 @@
  * OTLP ExportTraceServiceRequest bytes -> a binary COPY stream for the spans table.
  *
  * The compiled twin of rows.build_rows + psycopg's binary row formatter: same columns
- * (rows.COLUMNS), same JSON forms (_anyvalue.py), same refusals (a NUL character in any
- * string). It reads the protobuf wire format directly, so no Python object is made per
- * span or attribute. Every read is bounds-checked: malformed input raises ValueError,
- * never reads past the buffer.
+ * (rows.COLUMNS), same JSON forms (_anyvalue.py), same escape of U+0000 and U+001A in
+ * every string (nul_escape.py). It reads the protobuf wire format directly, so no Python
+ * object is made per span or attribute. Every read is bounds-checked: malformed input
+ * raises ValueError, never reads past the buffer.
  *
- *   encode(payload: bytes) -> (copy_data: bytes, rows: int, rejected: dict[int, int], reason: str, keys: bytes)
+ *   encode(payload: bytes) -> (copy_data: bytes, rows: int, keys: bytes)
  *
  * keys: per stored span with 16/8-byte ids, trace_id + span_id + its role code (roles.py).
  */
@@ -124,13 +124,10 @@ static int read_field(Reader *r, uint32_t *field, int *wt, uint64_t *num, Slice 
 
 static Reader reader_of(Slice s) { Reader r = {s.p, s.p + s.n}; return r; }
 
-static int has_nul(Slice s) { return s.n && memchr(s.p, 0, s.n) != NULL; }
-
 /* ---------- JSON writing ---------- */
 
 typedef struct {
     Buf *out;
-    int nul;      /* a string held a NUL: the span is refused */
     int bad;      /* malformed wire data */
 } Json;
 
@@ -153,9 +150,11 @@ static void json_string(Json *j, Slice s) {
         case '\t': buf_puts(b, "\\t"); break;
         case '\b': buf_puts(b, "\\b"); break;
         case '\f': buf_puts(b, "\\f"); break;
+        /* NUL and the escape character U+001A: the pairs of nul_escape.py, in JSON. */
+        case 0: buf_puts(b, "\\u001a0"); break;
+        case 0x1a: buf_puts(b, "\\u001a\\u001a"); break;
         default: {
             char esc[6] = {'\\', 'u', '0', '0', HEX[c >> 4], HEX[c & 15]};
-            if (c == 0) j->nul = 1;
             buf_put(b, esc, 6);
         }
         }
@@ -307,6 +306,35 @@ static void json_attributes(Json *j, Slice owner, uint32_t kv_field, int depth, 
 
 static void copy_null(Buf *b) { buf_be32(b, -1); }
 static void copy_bytes(Buf *b, Slice s) { buf_be32(b, (int32_t)s.n); buf_put(b, s.p, s.n); }
+
+/* A string for a text column, and whether it holds NUL or U+001A (nearly never). */
+typedef struct {
+    Slice s;
+    int escape;
+} Text;
+
+static Text text_of(Slice s) {
+    Text t = {s, s.n && (memchr(s.p, 0, s.n) || memchr(s.p, 0x1a, s.n))};
+    return t;
+}
+
+/* Escaped as nul_escape.py does: U+0000 -> U+001A '0', U+001A -> U+001A U+001A. */
+static void copy_escaped(Buf *b, Slice s) {
+    const unsigned char *p = s.p, *end = s.p + s.n, *run = p;
+    size_t extra = 0;
+    for (; p < end; p++) extra += *p == 0 || *p == 0x1a;
+    buf_be32(b, (int32_t)(s.n + extra));
+    for (p = s.p; p < end; p++) {
+        if (*p != 0 && *p != 0x1a) continue;
+        buf_put(b, run, p - run);
+        char pair[2] = {0x1a, *p ? 0x1a : '0'};
+        buf_put(b, pair, 2);
+        run = p + 1;
+    }
+    buf_put(b, run, end - run);
+}
+
+static void copy_text(Buf *b, Text t) { if (t.escape) copy_escaped(b, t.s); else copy_bytes(b, t.s); }
 static void copy_int8(Buf *b, int64_t v) { buf_be32(b, 8); buf_be64(b, v); }
 static void copy_int4(Buf *b, int32_t v) { buf_be32(b, 4); buf_be32(b, v); }
 
@@ -317,10 +345,9 @@ static void copy_jsonb(Buf *b, Buf *tmp) { buf_be32(b, (int32_t)tmp->len + 1); b
 
 typedef struct {
     Buf json;       /* resource attributes JSON */
-    Slice schema_url;
+    Text schema_url;
     uint64_t dropped;
-    Slice service;  /* service.name when a string, else n == SIZE_MAX */
-    int ok;
+    Text service;   /* service.name when a string, else s.n == SIZE_MAX */
 } Group;
 
 /* service.name: the last string value under that key. */
@@ -358,23 +385,7 @@ typedef struct {
     Buf tmp;
     Buf keys;
     long rows;
-    PyObject *rejected;  /* dict: resource index -> count */
-    const char *reason;
-    int malformed;
 } Ctx;
-
-static int reject(Ctx *c, long index, long count) {
-    PyObject *key = PyLong_FromLong(index);
-    if (!key) return -1;
-    PyObject *old = PyDict_GetItemWithError(c->rejected, key);
-    long now = count + (old ? PyLong_AsLong(old) : 0);
-    PyObject *val = PyLong_FromLong(now);
-    int rc = val ? PyDict_SetItem(c->rejected, key, val) : -1;
-    Py_XDECREF(val);
-    Py_DECREF(key);
-    if (!c->reason) c->reason = "a string holds a NUL character, which PostgreSQL text cannot store";
-    return rc;
-}
 
 /* Event or link list entries -> JSON, appended to tmp. is_link selects the shape. */
 static int json_events_or_links(Json *j, Slice span, uint32_t list_field, int is_link) {
@@ -497,9 +508,9 @@ static int classify(Slice span, uint64_t kind, Slice parent, uint64_t flags) {
     return ROLE_NONE;
 }
 
-/* One span -> one COPY row (or a refusal). */
-static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_json, Slice scope_name,
-                       Slice scope_version, uint64_t scope_dropped, Slice scope_url, int scope_ok) {
+/* One span -> one COPY row. */
+static int encode_span(Ctx *c, Slice span, Group *g, Slice scope_json, Text scope_name, Text scope_version,
+                       uint64_t scope_dropped, Text scope_url) {
     Reader r = reader_of(span);
     uint32_t f; int wt; uint64_t num = 0; Slice s = {0};
     Slice empty = {(const unsigned char *)"", 0};
@@ -539,7 +550,7 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     /* Span JSON columns into tmp: attributes, then events, then links, remembering offsets. */
     Buf *tmp = &c->tmp;
     tmp->len = 0;
-    Json j = {tmp, 0, 0};
+    Json j = {tmp, 0};
     json_attributes(&j, span, 9, 0, 0);
     size_t attrs_end = tmp->len;
     if (has_events) { if (json_events_or_links(&j, span, 11, 0) < 0) return -1; }
@@ -549,8 +560,6 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     else buf_puts(tmp, "[]");
     if (j.bad) return -1;
     if (tmp->failed) { PyErr_NoMemory(); return -2; }
-    if (!scope_ok || j.nul || has_nul(name) || has_nul(state) || has_nul(status_message))
-        return reject(c, index, 1) < 0 ? -2 : 0;
 
     Buf *b = c->out;
     unsigned char count[2] = {0, NCOLUMNS};  /* int16 field count */
@@ -558,16 +567,16 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     copy_bytes(b, trace_id);
     copy_bytes(b, span_id);
     if (parent.n) copy_bytes(b, parent); else copy_null(b);
-    copy_bytes(b, state);
+    copy_text(b, text_of(state));
     copy_int8(b, (int64_t)flags);
-    copy_bytes(b, name);
+    copy_text(b, text_of(name));
     copy_int4(b, (int32_t)kind);
     copy_int8(b, (int64_t)start);
     copy_int8(b, (int64_t)end);
     if (start > 0 && start <= INT64_MAX) copy_int8(b, (int64_t)(start / 1000) - PG_EPOCH_US); else copy_null(b);
     if (end > 0 && end <= INT64_MAX) copy_int8(b, (int64_t)(end / 1000) - PG_EPOCH_US); else copy_null(b);
     copy_int4(b, (int32_t)status_code);
-    copy_bytes(b, status_message);
+    copy_text(b, text_of(status_message));
     Buf part;
     part = (Buf){tmp->data, attrs_end, attrs_end, 0};
     copy_jsonb(b, &part);
@@ -578,17 +587,17 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     part = (Buf){tmp->data + events_end, tmp->len - events_end, 0, 0};
     copy_jsonb(b, &part);
     copy_int8(b, (int64_t)dropped_links);
-    if (g->service.n != SIZE_MAX) copy_bytes(b, g->service); else copy_null(b);
+    if (g->service.s.n != SIZE_MAX) copy_text(b, g->service); else copy_null(b);
     part = g->json;
     copy_jsonb(b, &part);
     copy_int8(b, (int64_t)g->dropped);
-    copy_bytes(b, g->schema_url);
-    copy_bytes(b, scope_name);
-    copy_bytes(b, scope_version);
+    copy_text(b, g->schema_url);
+    copy_text(b, scope_name);
+    copy_text(b, scope_version);
     part = (Buf){(char *)scope_json.p, scope_json.n, 0, 0};
     copy_jsonb(b, &part);
     copy_int8(b, (int64_t)scope_dropped);
-    copy_bytes(b, scope_url);
+    copy_text(b, scope_url);
     if (b->failed) { PyErr_NoMemory(); return -2; }
     c->rows++;
     if (trace_id.n == 16 && span_id.n == 8) {
@@ -600,7 +609,7 @@ static int encode_span(Ctx *c, long index, Slice span, Group *g, Slice scope_jso
     return 0;
 }
 
-static int encode_scope_spans(Ctx *c, long index, Slice ss, Group *g) {
+static int encode_scope_spans(Ctx *c, Slice ss, Group *g) {
     Reader r = reader_of(ss);
     uint32_t f; int wt; uint64_t num; Slice s = {0};
     Slice empty = {(const unsigned char *)"", 0};
@@ -620,17 +629,17 @@ static int encode_scope_spans(Ctx *c, long index, Slice ss, Group *g) {
         else if (f == 4 && wt == 0) dropped = (uint32_t)num;
     }
     Buf sj = {0};
-    Json j = {&sj, 0, 0};
+    Json j = {&sj, 0};
     json_attributes(&j, scope, 3, 0, 0);
     if (j.bad) { PyMem_Free(sj.data); return -1; }
     if (sj.failed) { PyMem_Free(sj.data); PyErr_NoMemory(); return -2; }
-    int ok = g->ok && !j.nul && !has_nul(name) && !has_nul(version) && !has_nul(url);
+    Text scope_name = text_of(name), scope_version = text_of(version), scope_url = text_of(url);
     Slice scope_json = {(const unsigned char *)sj.data, sj.len};
     int rc = 0;
     r = reader_of(ss);
     while (r.p < r.end && rc == 0) {
         if (read_field(&r, &f, &wt, &num, &s) < 0) { rc = -1; break; }
-        if (f == 2 && wt == 2) rc = encode_span(c, index, s, g, scope_json, name, version, dropped, url, ok);
+        if (f == 2 && wt == 2) rc = encode_span(c, s, g, scope_json, scope_name, scope_version, dropped, scope_url);
     }
     PyMem_Free(sj.data);
     return rc;
@@ -640,15 +649,13 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     Buf out = {0};
-    Ctx c = {&out, {0}, {0}, 0, PyDict_New(), NULL, 0};
+    Ctx c = {&out, {0}, {0}, 0};
     PyObject *result = NULL;
     int rc = 0;
-    if (!c.rejected) goto done;
     static const unsigned char header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0};
     buf_put(&out, header, sizeof header);
     Slice all = {(const unsigned char *)view.buf, (size_t)view.len};
     Reader r = reader_of(all);
-    long index = 0;
     uint32_t f; int wt; uint64_t num; Slice s = {0};
     while (r.p < r.end && rc == 0) {
         if (read_field(&r, &f, &wt, &num, &s) < 0) { rc = -1; break; }
@@ -664,41 +671,38 @@ static PyObject *encode(PyObject *self, PyObject *arg) {
             else if (rf == 3 && rwt == 2) url = t;
         }
         if (rc) break;
-        Group g = {{0}, url, 0, {0}, 1};
+        Group g = {{0}, text_of(url), 0, {{0}, 0}};
         Reader res = reader_of(resource);
         while (res.p < res.end) {
             if (read_field(&res, &rf, &rwt, &rn, &t) < 0) { rc = -1; break; }
             if (rf == 2 && rwt == 0) g.dropped = (uint32_t)rn;
         }
         if (rc) break;
-        Json j = {&g.json, 0, 0};
+        Json j = {&g.json, 0};
         json_attributes(&j, resource, 1, 0, 0);
         int found;
-        g.service = find_service_name(resource, &found);
-        if (!found) g.service.n = SIZE_MAX;
-        else if (has_nul(g.service)) j.nul = 1;
-        g.ok = !j.nul && !has_nul(url);
+        Slice service = find_service_name(resource, &found);
+        if (found) g.service = text_of(service);
+        else g.service.s.n = SIZE_MAX;
         if (j.bad) rc = -1;
         else if (g.json.failed) { PyErr_NoMemory(); rc = -2; }
         Reader sr = reader_of(s);
         while (rc == 0 && sr.p < sr.end) {
             if (read_field(&sr, &rf, &rwt, &rn, &t) < 0) { rc = -1; break; }
-            if (rf == 2 && rwt == 2) rc = encode_scope_spans(&c, index, t, &g);
+            if (rf == 2 && rwt == 2) rc = encode_scope_spans(&c, t, &g);
         }
         PyMem_Free(g.json.data);
-        index++;
     }
     if (rc == 0) {
         unsigned char trailer[2] = {0xff, 0xff};
         buf_put(&out, trailer, 2);
         if (out.failed) { PyErr_NoMemory(); goto done; }
-        result = Py_BuildValue("(y#lOsy#)", out.data, (Py_ssize_t)out.len, c.rows, c.rejected, c.reason ? c.reason : "",
-                               c.keys.data ? c.keys.data : "", (Py_ssize_t)c.keys.len);
+        result = Py_BuildValue("(y#ly#)", out.data, (Py_ssize_t)out.len, c.rows, c.keys.data ? c.keys.data : "",
+                               (Py_ssize_t)c.keys.len);
     } else if (rc == -1) {
         PyErr_SetString(PyExc_ValueError, "malformed OTLP protobuf");
     }
 done:
-    Py_XDECREF(c.rejected);
     PyMem_Free(out.data);
     PyMem_Free(c.tmp.data);
     PyMem_Free(c.keys.data);
@@ -708,7 +712,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_O,
-     "encode(payload) -> (copy_data, rows, rejected, reason, keys): ExportTraceServiceRequest bytes to a binary COPY stream."},
+     "encode(payload) -> (copy_data, rows, keys): ExportTraceServiceRequest bytes to a binary COPY stream."},
     {NULL, NULL, 0, NULL},
 };
 

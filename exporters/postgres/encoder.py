@@ -18,7 +18,7 @@ import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -48,16 +48,12 @@ class EncodedBatch:
 
     Attributes:
         data: a whole binary COPY stream (header, rows, trailer) in ``rows.COLUMNS`` order.
-        rows: how many rows it holds.
-        rejected: per ``ResourceSpans`` index, spans that could not be stored.
-        reason: why the first of those was refused.
-        keys: 25 bytes per stored span, its ids and role, for ``tt_project``.
+        rows: how many rows it holds: one per span (none is refused for its content).
+        keys: 25 bytes per span (with 16- and 8-byte ids), its ids and role, for ``tt_project``.
     """
 
     data: bytes
     rows: int
-    rejected: dict[int, int] = field(default_factory=dict)
-    reason: str = ""
     keys: bytes = b""
 
 
@@ -78,8 +74,8 @@ def encode_request(payload: bytes) -> EncodedBatch:
     """
     if _fastrows is None:
         return encode_request_python(payload)
-    data, rows, rejected, reason, keys = _fastrows.encode(payload)
-    return EncodedBatch(data, rows, rejected, reason, keys)
+    data, rows, keys = _fastrows.encode(payload)
+    return EncodedBatch(data, rows, keys)
 
 
 def encode_request_python(payload: bytes) -> EncodedBatch:
@@ -94,7 +90,7 @@ def encode_request_python(payload: bytes) -> EncodedBatch:
         if data := formatter.write_row(row):
             chunks.append(data)
     chunks.append(formatter.end())
-    return EncodedBatch(b"".join(chunks), len(rowset.rows), rowset.rejected, rowset.reason, bytes(rowset.keys))
+    return EncodedBatch(b"".join(chunks), len(rowset.rows), bytes(rowset.keys))
 
 
 def _varint(n: int) -> bytes:

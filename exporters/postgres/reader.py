@@ -2,7 +2,8 @@
 
 Spans are regrouped by resource and scope, so a request read back equals the one sent
 up to the order of groups and spans (and up to empty messages that proto3 cannot tell
-from absent ones).
+from absent ones). Strings are stored escaped where they hold NUL (``nul_escape``) and
+unescaped here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from ._anyvalue import json_to_attributes
+from .nul_escape import unescape, unescape_value
 
 _U64 = 1 << 64
 
@@ -46,26 +48,26 @@ def read_request(conn: psycopg.Connection[Any], where: str = "TRUE", params: tup
         rkey = (res_attrs, res_dropped, res_url)
         rs = resources.get(rkey)
         if rs is None:
-            rs = request.resource_spans.add(schema_url=res_url)
-            rs.resource.attributes.extend(json_to_attributes(json.loads(res_attrs)))
+            rs = request.resource_spans.add(schema_url=unescape(res_url))
+            rs.resource.attributes.extend(json_to_attributes(_loads(res_attrs)))
             rs.resource.dropped_attributes_count = res_dropped
             resources[rkey] = rs
         skey = (rkey, scope_name, scope_version, scope_attrs, scope_dropped, scope_url)
         ss = scopes.get(skey)
         if ss is None:
-            ss = rs.scope_spans.add(schema_url=scope_url)
-            ss.scope.name = scope_name
-            ss.scope.version = scope_version
-            ss.scope.attributes.extend(json_to_attributes(json.loads(scope_attrs)))
+            ss = rs.scope_spans.add(schema_url=unescape(scope_url))
+            ss.scope.name = unescape(scope_name)
+            ss.scope.version = unescape(scope_version)
+            ss.scope.attributes.extend(json_to_attributes(_loads(scope_attrs)))
             ss.scope.dropped_attributes_count = scope_dropped
             scopes[skey] = ss
         span = ss.spans.add(
             trace_id=bytes(trace_id),
             span_id=bytes(span_id),
             parent_span_id=bytes(parent) if parent is not None else b"",
-            trace_state=trace_state,
+            trace_state=unescape(trace_state),
             flags=flags,
-            name=name,
+            name=unescape(name),
             kind=kind,
             start_time_unix_nano=start % _U64,
             end_time_unix_nano=end % _U64,
@@ -75,11 +77,19 @@ def read_request(conn: psycopg.Connection[Any], where: str = "TRUE", params: tup
         )
         if status_code or status_message:
             span.status.code = status_code
-            span.status.message = status_message
-        span.attributes.extend(json_to_attributes(json.loads(attrs)))
-        _add_events(span, json.loads(events))
-        _add_links(span, json.loads(links))
+            span.status.message = unescape(status_message)
+        span.attributes.extend(json_to_attributes(_loads(attrs)))
+        _add_events(span, _loads(events))
+        _add_links(span, _loads(links))
     return request
+
+
+def _loads(text: str) -> Any:
+    """A jsonb column's text parsed, its strings unescaped (PostgreSQL writes U+001A as \\u001a)."""
+    value = json.loads(text)
+    if "\\u001a" in text or "\x1a" in text:
+        return unescape_value(value)
+    return value
 
 
 def _add_events(span: Span, events: list[dict[str, Any]]) -> None:

@@ -7,7 +7,6 @@ as the format allows. Resource and scope JSON are encoded once per group, not pe
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from ._anyvalue import attributes_to_json
+from .nul_escape import escape, escape_json
 from .roles import classify, facts_of, key_record
 
 # Column order of COPY. JSON columns travel in jsonb's binary input format (a version
@@ -49,8 +49,6 @@ COPY_TYPES: tuple[str, ...] = tuple(
 _PG_EPOCH_US = 946_684_800_000_000
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
-# JSON text holds an escaped NUL as \u0000 unless the backslash is itself escaped.
-_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 Row = tuple[Any, ...]
@@ -58,18 +56,14 @@ Row = tuple[Any, ...]
 
 @dataclass(slots=True)
 class RowSet:
-    """Rows for one batch, and what could not be stored.
+    """Rows for one batch.
 
     Attributes:
-        rows: one tuple per storable span, in :data:`COLUMNS` order.
-        rejected: per ``ResourceSpans`` index, how many of its spans were refused.
-        reason: why the first refused span was refused (no values, only the cause).
-        keys: per stored span, its ids and role (see ``roles.key_record``).
+        rows: one tuple per span, in :data:`COLUMNS` order.
+        keys: per span, its ids and role (see ``roles.key_record``).
     """
 
     rows: list[Row] = field(default_factory=list)
-    rejected: dict[int, int] = field(default_factory=dict)
-    reason: str = ""
     keys: bytearray = field(default_factory=bytearray)
 
 
@@ -78,53 +72,44 @@ _EMPTY_LIST = _JSONB_VERSION + b"[]"
 
 
 def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
-    """Turn spans into rows; spans PostgreSQL cannot hold (NUL characters) are refused."""
+    """Turn spans into rows, every string escaped as ``nul_escape`` describes."""
     out = RowSet()
     rows = out.rows
     keys = out.keys
     dumps = _dumps
-    for index, rs in enumerate(resource_spans):
+    for rs in resource_spans:
         resource = rs.resource
         res_attrs = attributes_to_json(resource.attributes)
         service = res_attrs.get("service.name")
-        service_name = service if isinstance(service, str) else None
-        res_text = dumps(res_attrs)
-        res_json = _JSONB_VERSION + res_text.encode()
+        service_name = escape(service) if isinstance(service, str) else None
+        res_json = _jsonb(res_attrs)
         res_dropped = resource.dropped_attributes_count
-        res_url = rs.schema_url
-        group_ok = _text_ok(res_url) and _json_ok(res_text)
+        res_url = escape(rs.schema_url)
         for ss in rs.scope_spans:
             scope = ss.scope
-            scope_text = dumps(attributes_to_json(scope.attributes))
-            scope_json = _JSONB_VERSION + scope_text.encode()
-            scope_name = scope.name
-            scope_version = scope.version
+            scope_json = _jsonb(attributes_to_json(scope.attributes))
+            scope_name = escape(scope.name)
+            scope_version = escape(scope.version)
             scope_dropped = scope.dropped_attributes_count
-            scope_url = ss.schema_url
-            scope_ok = group_ok and _text_ok(scope_name + scope_version + scope_url) and _json_ok(scope_text)
+            scope_url = escape(ss.schema_url)
             for span in ss.spans:
                 attrs = dumps(attributes_to_json(span.attributes))
                 span_events = span.events
-                events = dumps(_events(span_events)) if span_events else None
                 span_links = span.links
-                links = dumps(_links(span_links)) if span_links else None
                 status = span.status
                 status_message = status.message
                 name = span.name
                 trace_state = span.trace_state
-                # The NUL checks inline: one C-level scan each, no call, on every span.
-                if not (
-                    scope_ok
-                    and "\x00" not in name
-                    and "\x00" not in trace_state
-                    and "\x00" not in status_message
-                    and ("\\u0000" not in attrs or _json_ok(attrs))
-                    and (events is None or _json_ok(events))
-                    and (links is None or _json_ok(links))
-                ):
-                    out.rejected[index] = out.rejected.get(index, 0) + 1
-                    out.reason = out.reason or "a string holds a NUL character, which PostgreSQL text cannot store"
-                    continue
+                # Inline scans (no call) for the common case: a string with neither
+                # NUL nor the escape character is stored as it is.
+                if "\\u0000" in attrs or "\\u001a" in attrs:
+                    attrs = escape_json(attrs)
+                if "\x00" in name or "\x1a" in name:
+                    name = escape(name)
+                if "\x00" in trace_state or "\x1a" in trace_state:
+                    trace_state = escape(trace_state)
+                if "\x00" in status_message or "\x1a" in status_message:
+                    status_message = escape(status_message)
                 start = span.start_time_unix_nano
                 end = span.end_time_unix_nano
                 rows.append(
@@ -144,9 +129,9 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
                         status_message,
                         _JSONB_VERSION + attrs.encode(),
                         span.dropped_attributes_count,
-                        _EMPTY_LIST if events is None else _JSONB_VERSION + events.encode(),
+                        _jsonb(_events(span_events)) if span_events else _EMPTY_LIST,
                         span.dropped_events_count,
-                        _EMPTY_LIST if links is None else _JSONB_VERSION + links.encode(),
+                        _jsonb(_links(span_links)) if span_links else _EMPTY_LIST,
                         span.dropped_links_count,
                         service_name,
                         res_json,
@@ -162,6 +147,11 @@ def build_rows(resource_spans: Sequence[ResourceSpans]) -> RowSet:
                 role = classify(facts_of(span.kind, span.parent_span_id, span.flags, span.attributes))
                 keys += key_record(span.trace_id, span.span_id, role)
     return out
+
+
+def _jsonb(value: Any) -> bytes:
+    """A JSON value in jsonb's binary input form, its strings escaped."""
+    return _JSONB_VERSION + escape_json(_dumps(value)).encode()
 
 
 def _events(events: Iterable[Any]) -> list[dict[str, Any]]:
@@ -190,12 +180,3 @@ def _links(links: Iterable[Any]) -> list[dict[str, Any]]:
             item["flags"] = link.flags
         out.append(item)
     return out
-
-
-def _text_ok(text: str) -> bool:
-    return "\x00" not in text
-
-
-def _json_ok(text: str) -> bool:
-    # Fast path: one C-level scan; the regex only runs when the text could hold a NUL.
-    return "\\u0000" not in text or _JSON_NUL.search(text) is None
