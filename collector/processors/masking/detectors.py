@@ -107,6 +107,10 @@ class Detector:
         trigger_pattern: or, a small pattern any match contains.
         window: for the compiled pre-scan (``_scan.c``), the kind of window every match
             lies in: ``digits``, ``iban`` or ``email``; empty: found by its literal triggers.
+        run_on: what is masked along with a real match when the text goes straight on
+            after it (matched at the end of the fitted match; it may match empty). It must
+            consume only characters of its window, so a window search ends it where a
+            search of the whole text does.
     """
 
     kind: str
@@ -116,6 +120,7 @@ class Detector:
     triggers: tuple[str, ...] = ()
     trigger_pattern: re.Pattern[str] | None = None
     window: str = ""
+    run_on: re.Pattern[str] | None = None
 
     def triggered(self, text: str) -> bool:
         for t in self.triggers:
@@ -133,6 +138,12 @@ _B = r"(?<![A-Za-z0-9_])"  # a word start that also treats _ as a word character
 _E = r"(?![A-Za-z0-9_])"
 _DIGIT_RUN = _ascii(r"\d[\d ().-]{5,}\d")
 _UPPER_PAIR = _ascii(r"[A-Z]{2}\d\d")
+# More groups of a number straight after a match. A pattern's match stops where its
+# shape or its repeat count ends (``+1 0 00000 0 (415)`` in ``+1 0 00000 0 (415) 555-0132``),
+# or a fit cuts it; the groups after it may be the rest of a phone whose start it took,
+# and no later match can start inside that phone any more. So they are masked with it.
+# Only [0-9 ().-]: the characters of a digit window, and never a '+', which starts a phone.
+_NUMBER_GROUPS = _ascii(r"(?:[ .-]?\(?\d{1,4}\)?)*")
 
 DETECTORS: tuple[Detector, ...] = (
     # Multi-line secrets first: their bodies must not be re-read as other kinds.
@@ -175,7 +186,7 @@ DETECTORS: tuple[Detector, ...] = (
              trigger_pattern=_DIGIT_RUN, window="digits"),
     Detector("card", "[CARD]",
              _ascii(r"(?<![\d.,-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\d.,-])"),
-             fit=_longest(_card_ok), trigger_pattern=_DIGIT_RUN, window="digits"),
+             fit=_longest(_card_ok), trigger_pattern=_DIGIT_RUN, window="digits", run_on=_NUMBER_GROUPS),
     Detector("phone", "[PHONE]",
              _ascii(
                  r"(?<![\w.+/:-])(?:"
@@ -184,7 +195,8 @@ DETECTORS: tuple[Detector, ...] = (
                  r"|[2-9]\d{2}[ .-]\d{3}[ .-]\d{4}"                     # 415-555-0199
                  r"|0\d{1,4}(?:[ .-]\d{2,4}){2,4}"                      # national: 020 7946 0018, 06 12 34 56 78
                  r")(?![\w.:/-])"),
-             fit=_whole_if(_longest(_phone_ok)), trigger_pattern=_DIGIT_RUN, window="digits"),
+             fit=_whole_if(_longest(_phone_ok)), trigger_pattern=_DIGIT_RUN, window="digits",
+             run_on=_NUMBER_GROUPS),
 )  # fmt: skip
 
 KINDS: tuple[str, ...] = tuple(d.kind for d in DETECTORS)

@@ -210,10 +210,13 @@ class Masker:
             if length == 0:
                 pos = m.start() + 1  # not here: the next match may start inside this one
                 continue
+            end = start + length
+            if det.run_on is not None and (more := det.run_on.match(text, end, endpos)) is not None:
+                end = more.end()
             pieces.append(text[done:start])
-            pieces.append(self.token(det.placeholder, candidate[:length]))
+            pieces.append(self.token(det.placeholder, text[start:end]))
             counts[det.kind] += 1
-            done = pos = start + length
+            done = pos = end
         return done
 
     # --- JSON values -------------------------------------------------------------------
