@@ -104,6 +104,7 @@ def start_collector(dsn: str, config_text: str = BASE_CONFIG, env: Mapping[str, 
         try:
             loop.run_until_complete(boot())
         except BaseException as exc:
+            loop.close()  # nothing runs on it any more; an open loop would warn at collection
             ready.set_exception(exc)
             return
         ready.set_result(None)

@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import logging
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -292,4 +293,33 @@ def test_bad_health_check_config_is_named(replacement: str, message: str) -> Non
     text = config().replace('endpoint: "127.0.0.1:0", path: /health', replacement)
     with pytest.raises(ConfigError) as caught:
         parse_config(text, {"DSN": "host=unused"})
+    assert message in str(caught.value)
+
+
+def test_metrics_level_none_serves_nothing(dsn: str) -> None:
+    """``level: none`` starts no metrics endpoint; the pipeline still runs."""
+    collector = start_collector(dsn, config().replace('metrics: {address: "127.0.0.1:0"}', "metrics: {level: none}"))
+    try:
+        assert collector.service.metrics is None
+        assert http_post(collector.http_port, make_request(make_span()).SerializeToString()).status == 200
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "message"),
+    [
+        ('metrics: {address: "127.0.0.1:0"}', "service.telemetry.metrics.address: cannot listen on 127.0.0.1:"),
+        ('health_check: {endpoint: "127.0.0.1:0"', "extensions.health_check.endpoint: cannot listen on 127.0.0.1:"),
+    ],
+)
+def test_taken_port_is_a_clear_error(dsn: str, placeholder: str, message: str) -> None:
+    """A metrics or health address already in use fails start-up naming the key."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = config().replace(placeholder, placeholder.replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        with pytest.raises(ConfigError) as caught:
+            start_collector(dsn, text)
     assert message in str(caught.value)
