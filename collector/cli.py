@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import CollectorConfig, default_config_path, load_config
 from .errors import ConfigError
+from .log_format import JsonLogFormatter
 
 logger = logging.getLogger("tracetables")
 
@@ -65,16 +66,19 @@ def _load(args: argparse.Namespace) -> CollectorConfig:
     return load_config(args.config or default_config_path())
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level={"warn": "WARNING"}.get(level.lower(), level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _setup_logging(level: str, encoding: str = "console") -> None:
+    handler = logging.StreamHandler()
+    if encoding == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level={"warn": "WARNING"}.get(level.lower(), level.upper()), handlers=[handler])
 
 
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args)
-    _setup_logging(config.service.telemetry.logs.level)
+    logs = config.service.telemetry.logs
+    _setup_logging(logs.level, logs.encoding)
     return asyncio.run(_run_service(config))
 
 

@@ -25,6 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from .batch import SpanBatch
 from .consumer import Consumer
 from .errors import ConfigError
+from .telemetry import Telemetry
 
 ConfigT = TypeVar("ConfigT")
 ExtensionT = TypeVar("ExtensionT")
@@ -73,6 +74,28 @@ class Host(Protocol):
         """The DSN of the collector's store: the postgres exporter's ``dsn``, or the
         embedded server the host starts (once, on first demand) when none is set."""
         ...
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """The collector's own metrics, where components count what they do."""
+        ...
+
+    def status(self) -> ServiceStatus:
+        """Whether the pipelines run, and which there are."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    """What ``Host.status`` reports.
+
+    Attributes:
+        state: ``starting``, ``running`` (every component started) or ``stopping``.
+        pipelines: the pipeline ids.
+    """
+
+    state: str
+    pipelines: tuple[str, ...]
 
 
 class Lifecycle(Protocol):

@@ -36,10 +36,33 @@ class LogsConfig:
     """``service.telemetry.logs``."""
 
     level: str = "info"
+    encoding: str = "console"
+    """``console`` (one readable line) or ``json`` (one object per line: ts, level, logger, msg)."""
 
     def validate(self, path: str) -> None:
         if self.level.lower() not in ("debug", "info", "warn", "warning", "error"):
             raise ConfigError(f"{path}.level: must be debug, info, warn or error, got {self.level!r}")
+        if self.encoding not in ("console", "json"):
+            raise ConfigError(f"{path}.encoding: must be console or json, got {self.encoding!r}")
+
+
+METRICS_LEVELS = ("none", "basic", "normal", "detailed")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``service.telemetry.metrics``: the collector's own metrics, at ``/metrics``."""
+
+    address: str = "127.0.0.1:8888"
+    level: str = "normal"
+    """``none`` turns the endpoint off; the other levels serve every metric (there are few)."""
+
+    def validate(self, path: str) -> None:
+        if self.level not in METRICS_LEVELS:
+            raise ConfigError(f"{path}.level: must be one of {', '.join(METRICS_LEVELS)}, got {self.level!r}")
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{path}.address: expected host:port, got {self.address!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +70,7 @@ class TelemetryConfig:
     """``service.telemetry``."""
 
     logs: LogsConfig = field(default_factory=LogsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True, slots=True)

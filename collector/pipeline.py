@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from .component import Exporter, ExportResult, Processor
+from .telemetry import Telemetry
 
 from .batch import SpanBatch
 from .consumer import ConsumeResult
@@ -29,27 +30,60 @@ class Pipeline:
         processors: Sequence[Processor],
         batch: BatchProcessorConfig | None,
         exporters: Sequence[Exporter],
+        telemetry: Telemetry | None = None,
+        processor_ids: Sequence[str] = (),
+        exporter_ids: Sequence[str] = (),
     ) -> None:
+        """Args:
+            telemetry: where the per-processor and per-exporter span counts go; with
+                ``processor_ids`` and ``exporter_ids`` (same order) naming the components.
+        """
         self.name = name
         self._processors = list(processors)
         self._exporters = list(exporters)
+        self._telemetry = telemetry
+        self._processor_ids = list(processor_ids) or [type(p).__name__ for p in self._processors]
+        self._exporter_ids = list(exporter_ids) or [type(e).__name__ for e in self._exporters]
         writers = min(exporter.concurrency for exporter in self._exporters)
         self._batcher = BatchProcessor(batch, self._export, writers) if batch is not None else None
 
     async def consume(self, batch: SpanBatch) -> ConsumeResult:
         """Run the processors, then batch and export; returns when durable."""
-        for processor in self._processors:
+        t = self._telemetry
+        for pid, processor in zip(self._processor_ids, self._processors, strict=True):
+            if t is not None:
+                t.processor_incoming.labels(pid).inc(batch.span_count)
             batch = processor(batch)
+            if t is not None:
+                t.processor_outgoing.labels(pid).inc(batch.span_count)
         if self._batcher is not None:
             return await self._batcher.consume(batch)
         result = await self._export(batch)
         rejected = sum(result.rejected.values())
         return ConsumeResult(rejected, result.reason if rejected else "")
 
+    @property
+    def queued_spans(self) -> int:
+        """Spans accepted by the batch processor and not yet committed."""
+        return self._batcher.queued_spans if self._batcher is not None else 0
+
+    async def _export_one(self, eid: str, exporter: Exporter, batch: SpanBatch) -> ExportResult:
+        t = self._telemetry
+        try:
+            result = await exporter.export(batch)
+        except BaseException:
+            if t is not None:
+                t.exporter_failed.labels(eid).inc(batch.span_count)
+            raise
+        if t is not None:
+            t.exporter_sent.labels(eid).inc(batch.span_count - sum(result.rejected.values()))
+        return result
+
     async def _export(self, batch: SpanBatch) -> ExportResult:
-        if len(self._exporters) == 1:
-            return await self._exporters[0].export(batch)
-        results = await asyncio.gather(*(exporter.export(batch) for exporter in self._exporters))
+        pairs = list(zip(self._exporter_ids, self._exporters, strict=True))
+        if len(pairs) == 1:
+            return await self._export_one(*pairs[0], batch)
+        results = await asyncio.gather(*(self._export_one(eid, exporter, batch) for eid, exporter in pairs))
         combined = ExportResult()
         for result in results:
             for index, count in result.rejected.items():

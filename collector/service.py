@@ -8,14 +8,19 @@ and the store (an embedded server) closes last.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from .component import CreateSettings, Exporter, Kind, Lifecycle, Processor, Registry, Store
+from aiohttp import web
+
+from .component import CreateSettings, Exporter, Kind, Lifecycle, Processor, Registry, ServiceStatus, Store
 from .config import CollectorConfig
 from .errors import ConfigError
+from .http_endpoint import HttpEndpoint
 from .pipeline import FanOut, Pipeline
 from .processors.config import BatchProcessorConfig
 from .receivers.otlp import OtlpReceiver
+from .telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,12 @@ class Service:
 
             registry = REGISTRY
         self.config = config
+        self._telemetry = Telemetry()
+        self._status = "starting"
+        metrics = config.service.telemetry.metrics
+        self.metrics: HttpEndpoint | None = (
+            HttpEndpoint(metrics.address, "/metrics", self._serve_metrics) if metrics.level != "none" else None
+        )
         self._store: Store = registry.store(config.exporters)
 
         def create(kind: Kind, cid: str, conf: Any, **settings: Any) -> Any:
@@ -52,6 +63,7 @@ class Service:
         feeds: dict[str, list[Pipeline]] = {}
         for name, spec in config.service.pipelines.items():
             processors: list[Processor] = []
+            processor_ids: list[str] = []
             batch: BatchProcessorConfig | None = None
             for pid in spec.processors:
                 pconf = config.processors[pid]
@@ -62,7 +74,9 @@ class Service:
                 if processor is None:  # one instance per id, shared by the pipelines naming it
                     processor = self._processors[pid] = create(Kind.PROCESSOR, pid, pconf)
                 processors.append(processor)
-            pipeline = Pipeline(name, processors, batch, [self.exporters[e] for e in spec.exporters])
+                processor_ids.append(pid)
+            pipeline = Pipeline(name, processors, batch, [self.exporters[e] for e in spec.exporters],
+                                self._telemetry, processor_ids, spec.exporters)
             self.pipelines[name] = pipeline
             for rid in spec.receivers:
                 feeds.setdefault(rid, []).append(pipeline)
@@ -71,6 +85,9 @@ class Service:
             for rid, pipelines in feeds.items()
         }
         self._started: list[tuple[str, Lifecycle]] = []
+        for eid in self.exporters:
+            feeding = [self.pipelines[n] for n, spec in config.service.pipelines.items() if eid in spec.exporters]
+            self._telemetry.exporter_queue_size.labels(eid).set_function(_queued(feeding))
 
     # -- Host -------------------------------------------------------------------------
 
@@ -85,6 +102,19 @@ class Service:
         """The store's DSN (see :class:`~.component.Host`)."""
         return await self._store.open()
 
+    @property
+    def telemetry(self) -> Telemetry:
+        """This service's metrics (see :class:`~.component.Host`)."""
+        return self._telemetry
+
+    def status(self) -> ServiceStatus:
+        """Whether the pipelines run (see :class:`~.component.Host`)."""
+        return ServiceStatus(self._status, tuple(self.pipelines))
+
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._telemetry.render(), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -95,6 +125,12 @@ class Service:
             ("processor", self._processors), ("receiver", self.receivers),
         ]
         try:
+            if self.metrics is not None:
+                try:
+                    await self.metrics.start()
+                except OSError as exc:
+                    address = self.config.service.telemetry.metrics.address
+                    raise ConfigError(f"service.telemetry.metrics.address: cannot listen on {address}: {exc}") from exc
             for kind, components in order:
                 for cid, component in components.items():
                     await component.start(self)
@@ -102,10 +138,12 @@ class Service:
         except BaseException:
             await self.shutdown()
             raise
+        self._status = "running"
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop receivers (requests under way finish), drain batches, stop the rest in
         reverse start order, then close the store. Safe twice."""
+        self._status = "stopping"
         # Requests under way wait for their batch's commit: flush now, or the receivers'
         # grace period would be spent waiting for a batch timeout.
         for pipeline in self.pipelines.values():
@@ -120,4 +158,11 @@ class Service:
                 await component.shutdown()
             except Exception:  # one component's failure must not keep the others running
                 logger.exception("%s failed to shut down", name)
+        if self.metrics is not None:
+            await self.metrics.shutdown()
         await self._store.close()
+
+
+def _queued(pipelines: list[Pipeline]) -> Callable[[], float]:
+    """Reads the spans waiting in ``pipelines``' batch processors, at scrape time."""
+    return lambda: float(sum(p.queued_spans for p in pipelines))

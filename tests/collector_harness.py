@@ -6,10 +6,11 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracetables.collector.config import CollectorConfig, parse_config
+from tracetables.collector.config import CollectorConfig, MetricsConfig, parse_config
+from tracetables.collector.extensions.health_check import HealthCheckExtension
 from tracetables.collector.service import Service
 
 BASE_CONFIG = """
@@ -52,6 +53,17 @@ class RunningCollector:
         return server.port
 
     @property
+    def metrics_port(self) -> int:
+        assert self.service.metrics is not None, "service.telemetry.metrics.level is none"
+        return self.service.metrics.port
+
+    @property
+    def health_port(self) -> int:
+        extension = self.service.extensions["health_check"]
+        assert isinstance(extension, HealthCheckExtension)
+        return extension.port
+
+    @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/v1/traces"
 
@@ -74,6 +86,11 @@ class RunningCollector:
 def start_collector(dsn: str, config_text: str = BASE_CONFIG, env: Mapping[str, str] | None = None) -> RunningCollector:
     """Start a collector from config text (``${env:DSN}`` is the database) and return it."""
     config: CollectorConfig = parse_config(config_text, {"DSN": dsn, **(env or {})})
+    telemetry = config.service.telemetry
+    if telemetry.metrics.address == MetricsConfig().address:
+        # Tests run many collectors, some at once: the default port would clash.
+        metrics = replace(telemetry.metrics, address="127.0.0.1:0")
+        config = replace(config, service=replace(config.service, telemetry=replace(telemetry, metrics=metrics)))
     loop = asyncio.new_event_loop()
     ready: Future[None] = Future()
     service = Service(config)
@@ -87,6 +104,7 @@ def start_collector(dsn: str, config_text: str = BASE_CONFIG, env: Mapping[str, 
         try:
             loop.run_until_complete(boot())
         except BaseException as exc:
+            loop.close()  # nothing runs on it any more; an open loop would warn at collection
             ready.set_exception(exc)
             return
         ready.set_result(None)

@@ -49,6 +49,8 @@ service:
       processors: [batch]
       exporters: [postgres]
   telemetry:
+    metrics:
+      address: 127.0.0.1:0
     logs:
       level: info
 """

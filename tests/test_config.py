@@ -19,11 +19,14 @@ from tracetables.collector._confmap import expand_env
 from tracetables.collector.components import DATABASE_URL_ENV
 from tracetables.collector.config import (
     CollectorConfig,
+    LogsConfig,
+    MetricsConfig,
     PipelineConfig,
     component_type,
     load_config,
 )
 from tracetables.collector.errors import ConfigError
+from tracetables.collector.extensions.health_check import HealthCheckConfig
 from tracetables.collector.extensions.tracing_config import TracingConfigExtensionConfig
 from tracetables.collector.processors.config import BatchProcessorConfig
 from tracetables.collector.processors.pii_masking import PiiMaskingConfig
@@ -106,9 +109,11 @@ class TestDefaultConfig:
             "traces": PipelineConfig(receivers=("otlp",), processors=("memory_limiter", "trace_level", "pii_masking",
                                                                   "webhook_redaction", "batch"), exporters=("postgres",))
         }
-        assert config.service.telemetry.logs.level == "info"
-        assert config.service.extensions == ("tracing_config",)
-        assert dict(config.extensions) == {"tracing_config": TracingConfigExtensionConfig()}
+        assert config.service.telemetry.logs == LogsConfig(level="info", encoding="console")
+        assert config.service.telemetry.metrics == MetricsConfig()  # 127.0.0.1:8888, level normal
+        assert config.service.extensions == ("health_check", "tracing_config")
+        assert dict(config.extensions) == {"health_check": HealthCheckConfig(),
+                                           "tracing_config": TracingConfigExtensionConfig()}
 
     def test_default_config_matches_code_defaults(self) -> None:
         """The values the default file spells out are the config classes' own defaults."""
@@ -166,7 +171,7 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("batch-not-last.yaml", "service.pipelines.traces.processors[0]", ("batch must be the last processor",)),
     ("no-service.yaml", "service", ("missing", "pipelines")),
     ("no-pipelines.yaml", "service.pipelines", ("at least one pipeline",)),
-    ("unknown-service-key.yaml", "service.telemetry.metrics", ("unknown key", "logs")),
+    ("unknown-service-key.yaml", "service.telemetry.traces", ("unknown key", "logs", "metrics")),
     ("undefined-extension.yaml", "service.extensions[0]", ("health_check", "not defined under extensions")),
     ("unset-env-var.yaml", "exporters.postgres.dsn", ("TRACETABLES_TEST_UNSET_VARIABLE", "not set", ":-")),
     ("unsupported-reference.yaml", "exporters.postgres.dsn", ("unsupported reference", "${foo}", "${env:NAME}")),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from ..batch import SpanBatch
-from ..component import StatelessLifecycle
+from ..component import Host, StatelessLifecycle
 from ..errors import ConfigError
 from .masking.detectors import DETECTORS, KINDS
 from .masking.keys import DEFAULT_KEYS, KeyMatcher
@@ -64,15 +66,25 @@ class PiiMaskingProcessor(StatelessLifecycle):
         masked_values: values replaced since start (for operators and tests).
     """
 
-    def __init__(self, config: PiiMaskingConfig) -> None:
+    def __init__(self, config: PiiMaskingConfig, component_id: str = "pii_masking") -> None:
         detectors = tuple(d for d in DETECTORS if d.kind in set(config.patterns))
         secret = config.hash_secret.encode() if config.mode == "hash" else None
         masker = Masker(KeyMatcher(config.keys + config.extra_keys), secret, detectors)
         self._walker = OtlpMasker(masker, config.summary)
         self.masked_values = 0
+        self._id = component_id
+        self._counter: Counter | None = None
+
+    async def start(self, host: Host) -> None:
+        """Find the counter of masked values (the walker counts in total, not by kind)."""
+        self._counter = host.telemetry.masked_values.labels(self._id)
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         walk = self._walker.mask
+        masked = 0
         for rs in batch.resource_spans:
-            self.masked_values += walk(rs)
+            masked += walk(rs)
+        self.masked_values += masked
+        if self._counter is not None and masked:
+            self._counter.inc(masked)
         return batch

@@ -17,10 +17,12 @@ class OtlpReceiver:
             bound port once started.
     """
 
-    def __init__(self, config: OtlpReceiverConfig, consumer: Consumer) -> None:
+    def __init__(self, config: OtlpReceiverConfig, consumer: Consumer, receiver_id: str = "otlp") -> None:
         protocols, limits = config.protocols, config.limits
-        self.grpc = OtlpGrpcReceiver(protocols.grpc, limits, consumer) if protocols.grpc is not None else None
-        self.http = OtlpHttpReceiver(protocols.http, limits, consumer) if protocols.http is not None else None
+        self.grpc = (OtlpGrpcReceiver(protocols.grpc, limits, consumer, receiver_id)
+                     if protocols.grpc is not None else None)
+        self.http = (OtlpHttpReceiver(protocols.http, limits, consumer, receiver_id)
+                     if protocols.http is not None else None)
 
     @property
     def servers(self) -> dict[str, OtlpGrpcReceiver | OtlpHttpReceiver]:
@@ -31,6 +33,7 @@ class OtlpReceiver:
         """Bind every protocol; if one fails, the others are stopped again."""
         try:
             for server in self.servers.values():
+                server.observer.telemetry = host.telemetry
                 await server.start()
         except BaseException:
             await self.shutdown()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 from google.rpc import code_pb2
 
 from ..consumer import Consumer
+from ._observe import RequestObserver, reason_for
 from ._decode import MalformedRequestError, check_request, decode_protobuf
 from ._status import classify, response_for, status_message
 from .config import MIB, GrpcConfig, SpanLimits
@@ -31,8 +33,9 @@ class OtlpGrpcReceiver:
     the message after decompression.
     """
 
-    def __init__(self, config: GrpcConfig, limits: SpanLimits, consumer: Consumer) -> None:
+    def __init__(self, config: GrpcConfig, limits: SpanLimits, consumer: Consumer, receiver_id: str = "otlp") -> None:
         self._config = config
+        self.observer = RequestObserver(receiver_id, "grpc")
         self._limits = limits
         self._consumer = consumer
         self._server: grpc.aio.Server | None = None
@@ -62,21 +65,29 @@ class OtlpGrpcReceiver:
         logger.info("OTLP/gRPC receiver listening on %s (port %d)", self._config.endpoint, self.port)
 
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        # Oversized messages never get here: gRPC refuses them before the handler runs.
+        started = time.perf_counter()
         try:
             decoded = check_request(decode_protobuf(body), self._limits)
         except MalformedRequestError as exc:
+            self.observer.done(started, len(body), outcome="malformed")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        spans = decoded.batch.span_count
         try:
             result = await self._consumer.consume(decoded.batch)
         except Exception as exc:  # the pipeline's errors become gRPC statuses here, and only here
             code, _, retry_after = classify(exc)
             if code == code_pb2.INTERNAL:
                 logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
+            self.observer.done(started, len(body), outcome=reason_for(exc), refused=spans,
+                               limits_rejected=decoded.rejected_spans)
             message = str(exc) or type(exc).__name__
             status = status_message(code, message, retry_after)
             await context.abort(
                 _GRPC_CODES[code], message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
             )
+        self.observer.done(started, len(body), spans=spans - result.rejected_spans,
+                           limits_rejected=decoded.rejected_spans, store_rejected=result.rejected_spans)
         return response_for(result, decoded.rejected_spans, decoded.message).SerializeToString()
 
     async def stop(self, grace: float = 5.0) -> None:

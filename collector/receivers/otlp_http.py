@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from ..consumer import Consumer
+from ._observe import RequestObserver, reason_for
 from ._decode import MalformedRequestError, check_request, decode_protobuf
 from ._otlp_json import OtlpJsonError, decode_trace_request_json
 from ._status import classify, response_for, retry_after_header, status_message
@@ -28,6 +30,7 @@ logger = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _ENCODINGS = ("", "identity", "gzip")
+_REASONS = {400: "malformed", 413: "too_large", 415: "unsupported"}
 
 
 class _Refused(Exception):
@@ -40,8 +43,9 @@ class _Refused(Exception):
 class OtlpHttpReceiver:
     """Serves OTLP/HTTP on ``config.endpoint``."""
 
-    def __init__(self, config: HttpConfig, limits: SpanLimits, consumer: Consumer) -> None:
+    def __init__(self, config: HttpConfig, limits: SpanLimits, consumer: Consumer, receiver_id: str = "otlp") -> None:
         self._config = config
+        self.observer = RequestObserver(receiver_id, "http")
         self._limits = limits
         self._consumer = consumer
         self._runner: web.AppRunner | None = None
@@ -68,27 +72,37 @@ class OtlpHttpReceiver:
         logger.info("OTLP/HTTP receiver listening on %s (port %d)", self._config.endpoint, self.port)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
         content_type = request.content_type
         as_json = content_type == JSON
+        nbytes = request.content_length or 0
+        spans = 0
         try:
             if content_type not in (PROTOBUF, JSON):
                 raise _Refused(415, code_pb2.INVALID_ARGUMENT, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
             body = await self._read_body(request)
+            nbytes = len(body)
             try:
                 message = decode_trace_request_json(body) if as_json else decode_protobuf(body)
             except (OtlpJsonError, MalformedRequestError) as exc:
                 raise _Refused(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
             decoded = check_request(message, self._limits)
+            spans = decoded.batch.span_count
             try:
                 result = await self._consumer.consume(decoded.batch)
             except Exception as exc:  # pipeline errors become HTTP statuses here, and only here
                 code, http_status, retry_after = classify(exc)
                 if code == code_pb2.INTERNAL:
                     logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
+                self.observer.done(started, nbytes, outcome=reason_for(exc), refused=spans,
+                                   limits_rejected=decoded.rejected_spans)
                 headers = {"Retry-After": retry_after_header(retry_after)} if retry_after is not None else {}
                 return _reply(http_status, status_message(code, str(exc) or type(exc).__name__, retry_after), as_json, headers)
         except _Refused as refused:
+            self.observer.done(started, nbytes, outcome=_REASONS[refused.http_status], refused=spans)
             return _reply(refused.http_status, status_message(refused.code, str(refused)), as_json)
+        self.observer.done(started, nbytes, spans=spans - result.rejected_spans,
+                           limits_rejected=decoded.rejected_spans, store_rejected=result.rejected_spans)
         return _reply(200, response_for(result, decoded.rejected_spans, decoded.message), as_json)
 
     async def _read_body(self, request: web.Request) -> bytes:

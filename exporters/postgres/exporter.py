@@ -7,6 +7,8 @@ import logging
 import random
 import time
 
+from prometheus_client import Histogram
+
 from tracetables.collector.batch import SpanBatch
 from tracetables.collector.component import ExportResult, Host
 from tracetables.collector.errors import PermanentError, RetryableError
@@ -26,8 +28,10 @@ class PostgresExporter:
     embedded PostgreSQL, which the host starts and stops).
     """
 
-    def __init__(self, config: PostgresExporterConfig) -> None:
+    def __init__(self, config: PostgresExporterConfig, component_id: str = "postgres") -> None:
         self._config = config
+        self._id = component_id
+        self._commit_seconds: Histogram | None = None
         self._dsn = config.dsn
         self._idle: asyncio.Queue[SpanWriter] = asyncio.Queue()
         self._writers: list[SpanWriter] = []
@@ -44,6 +48,12 @@ class PostgresExporter:
         return self._config.sending_queue.num_consumers + self._config.encoding_workers
 
     @property
+    def unhealthy_since(self) -> float | None:
+        """``time.monotonic()`` of the first failed write of the current outage; None
+        while writes succeed (read by the ``health_check`` extension)."""
+        return self._unhealthy_since
+
+    @property
     def dsn(self) -> str:
         """The DSN in use (the embedded server's once started)."""
         return self._dsn
@@ -56,6 +66,7 @@ class PostgresExporter:
         """
         if self._writers:
             return
+        self._commit_seconds = host.telemetry.batch_commit_seconds.labels(self._id)
         if not self._dsn:
             self._dsn = await host.store_dsn()
         if self._config.migrate_on_start:
@@ -77,13 +88,21 @@ class PostgresExporter:
         if not encoded.rows:
             return result
         writer = await self._idle.get()
+        started = time.perf_counter()
+        outcome = "error"
         try:
             written = await self._write_with_retry(writer, encoded)
+            outcome = "ok"
             # Not `+= await …`: that reads the counter before the await and loses updates.
             self.spans_written += written
             self.transactions += 1
         finally:
             self._idle.put_nowait(writer)
+            elapsed = time.perf_counter() - started
+            if outcome == "ok" and self._commit_seconds is not None:
+                self._commit_seconds.observe(elapsed)
+            logger.debug("batch spans=%d rows=%d latency_ms=%.1f outcome=%s",
+                         batch.span_count, encoded.rows, elapsed * 1000, outcome)
         return result
 
     async def _write_with_retry(self, writer: SpanWriter, encoded: EncodedBatch) -> int:
