@@ -86,13 +86,26 @@ static int read_varint(Reader *r, uint64_t *out) {
     return -1;
 }
 
-/* Reads one field: its number, wire type, and value (varint/fixed in *num, bytes in *s). */
-static int read_field(Reader *r, uint32_t *field, int *wt, uint64_t *num, Slice *s) {
-    uint64_t key;
-    if (read_varint(r, &key) < 0) return -1;
-    *field = (uint32_t)(key >> 3);
-    *wt = (int)(key & 7);
-    switch (*wt) {
+static int read_value(Reader *r, uint32_t field, int wt, uint64_t *num, Slice *s, int depth);
+
+/* Skips an unknown group up to its END_GROUP tag with the same field number. OTLP has no
+ * groups, but protobuf parsers keep unknown ones and serialize them back out. */
+static int skip_group(Reader *r, uint32_t group_field, int depth) {
+    if (depth > MAX_DEPTH) return -1;
+    for (;;) {
+        uint64_t key, num;
+        Slice s;
+        if (read_varint(r, &key) < 0) return -1;
+        uint32_t f = (uint32_t)(key >> 3);
+        int wt = (int)(key & 7);
+        if (wt == 4) return f == group_field ? 0 : -1;
+        if (read_value(r, f, wt, &num, &s, depth + 1) < 0) return -1;
+    }
+}
+
+static int read_value(Reader *r, uint32_t field, int wt, uint64_t *num, Slice *s, int depth) {
+    if (field == 0) return -1;  /* field number 0 is invalid on the wire */
+    switch (wt) {
     case 0:
         return read_varint(r, num);
     case 1:
@@ -117,8 +130,34 @@ static int read_field(Reader *r, uint32_t *field, int *wt, uint64_t *num, Slice 
         r->p += len;
         return 0;
     }
+    case 3:
+        return skip_group(r, field, depth);
     default:
-        return -1;  /* groups (3, 4) do not occur in OTLP */
+        return -1;  /* an END_GROUP with no group open, or wire types 6 and 7 */
+    }
+}
+
+/* Reads one field: its number, wire type, and value (varint/fixed in *num, bytes in *s).
+ * A group (wire type 3) is skipped whole and reported as wire type 3, which no caller
+ * asks for: unknown fields, and known ones with the wrong wire type, are skipped as
+ * protobuf parsers skip them (they keep them as unknown fields). */
+static int read_field(Reader *r, uint32_t *field, int *wt, uint64_t *num, Slice *s) {
+    uint64_t key;
+    if (read_varint(r, &key) < 0) return -1;
+    if (key >> 32) return -1;  /* a field number past 2^29 - 1 */
+    *field = (uint32_t)(key >> 3);
+    *wt = (int)(key & 7);
+    return read_value(r, *field, *wt, num, s, 0);
+}
+
+/* Whether field f with wire type wt is a member of AnyValue's oneof (string, bool, int,
+ * double, array, kvlist, bytes). Any other pair is an unknown field to protobuf. */
+static int anyvalue_member(uint32_t f, int wt) {
+    switch (f) {
+    case 1: case 5: case 6: case 7: return wt == 2;
+    case 2: case 3: return wt == 0;
+    case 4: return wt == 1;
+    default: return 0;
     }
 }
 
@@ -221,7 +260,7 @@ static void json_anyvalue(Json *j, Slice msg, int depth) {
     int kind = 0; uint64_t knum = 0; Slice ks = {0};
     while (r.p < r.end) {
         if (read_field(&r, &f, &wt, &num, &s) < 0) { j->bad = 1; return; }
-        if (f >= 1 && f <= 7) { kind = (int)f; knum = num; ks = s; }
+        if (anyvalue_member(f, wt)) { kind = (int)f; knum = num; ks = s; }
     }
     switch (kind) {
     case 0: buf_puts(j->out, "null"); break;
@@ -373,7 +412,7 @@ static Slice find_service_name(Slice resource, int *found) {
         int kind = 0; Slice str = {0};
         while (vr.p < vr.end) {
             if (read_field(&vr, &kf, &kwt, &kn, &t) < 0) return result;
-            if (kf >= 1 && kf <= 7) { kind = (int)kf; str = t; }
+            if (anyvalue_member(kf, kwt)) { kind = (int)kf; str = t; }
         }
         if (kind == 1) { result = str; *found = 1; }
     }
@@ -458,7 +497,7 @@ static int anyvalue_scalar(Slice value, Slice *str, uint64_t *boolean) {
         if (read_field(&r, &f, &wt, &num, &s) < 0) return 0;
         if (f == 1 && wt == 2) { kind = 1; *str = s; }
         else if (f == 2 && wt == 0) { kind = 2; *boolean = num; }
-        else if (f >= 3 && f <= 7) kind = 0;
+        else if (anyvalue_member(f, wt)) kind = 0;
     }
     return kind;
 }
