@@ -1,0 +1,1 @@
+"""Collector extensions: health check, per-flow tracing config and its retention job."""
