@@ -1,0 +1,116 @@
+"""Runs a string of SQL statements and keeps every statement's result, in order.
+
+The string goes to the server as one simple-protocol query, as ``psql -c`` sends it:
+the statements run in one implicit transaction unless they hold their own ``BEGIN`` /
+``COMMIT``. psycopg's ``execute`` raises on the first failing statement and drops the
+results before it, so the results are read here from libpq one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.adapt import Transformer
+from psycopg.errors import error_from_result
+
+JSON_OIDS = frozenset({114, 3802})  # json, jsonb
+
+
+@dataclass(frozen=True, slots=True)
+class JsonValue:
+    """A json/jsonb cell, parsed (so a JSON ``null`` is not mistaken for SQL NULL)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StatementResult:
+    """What one statement returned.
+
+    Attributes:
+        status: the command tag, e.g. ``SELECT 2`` or ``INSERT 0 1``.
+        columns: the column names; empty for a statement that returns no rows (INSERT).
+        rows: the rows as Python values; json/jsonb cells are :class:`JsonValue`.
+    """
+
+    status: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[Any, ...], ...] = ()
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the statement returns a result set (a SELECT, ``RETURNING``)."""
+        return bool(self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class SqlRun:
+    """The results of the statements that ran, and the error that stopped the rest.
+
+    Attributes:
+        results: one per statement that succeeded, in order.
+        error: the failing statement's error; None when every statement succeeded.
+        statements: how many statements answered (the failed one included).
+    """
+
+    results: tuple[StatementResult, ...]
+    error: psycopg.Error | None
+    statements: int
+
+
+def run_statements(conn: psycopg.Connection[Any], sql: str) -> SqlRun:
+    """Send ``sql`` as one query on an idle autocommit connection; collect each result."""
+    pgconn = conn.pgconn
+    encoding = conn.info.encoding
+    results: list[StatementResult] = []
+    error: psycopg.Error | None = None
+    answered = 0
+    nonblocking = pgconn.nonblocking
+    pgconn.nonblocking = 0  # libpq's blocking calls: this command does one thing at a time
+    try:
+        pgconn.send_query(sql.encode(encoding))
+        while (res := pgconn.get_result()) is not None:
+            status = res.status
+            if status == pq.ExecStatus.EMPTY_QUERY:
+                continue
+            answered += 1
+            if status in (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH):
+                # The connection is left mid-COPY; it is closed right after.
+                error = psycopg.NotSupportedError("COPY cannot run through sql -c; use psql (tracetables sql)")
+                break
+            if status == pq.ExecStatus.FATAL_ERROR:
+                error = error or error_from_result(res, encoding=encoding)
+                continue
+            if error is None:
+                results.append(_result(conn, res, encoding))
+    finally:
+        pgconn.nonblocking = nonblocking
+    return SqlRun(tuple(results), error, answered)
+
+
+def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str) -> StatementResult:
+    status = (res.command_status or b"").decode(encoding)
+    if res.status != pq.ExecStatus.TUPLES_OK:
+        return StatementResult(status)
+    columns = tuple((res.fname(i) or b"").decode(encoding) for i in range(res.nfields))
+    tx = Transformer(conn)
+    tx.set_pgresult(res)
+    rows: Sequence[tuple[Any, ...]] = tx.load_rows(0, res.ntuples, tuple)
+    json_columns = [i for i in range(res.nfields) if res.ftype(i) in JSON_OIDS]
+    if json_columns:
+        rows = [_with_json(res, r, row, json_columns, encoding) for r, row in enumerate(rows)]
+    return StatementResult(status, columns, tuple(rows))
+
+
+def _with_json(res: pq.abc.PGresult, r: int, row: tuple[Any, ...], columns: list[int],
+               encoding: str) -> tuple[Any, ...]:
+    cells = list(row)
+    for c in columns:
+        raw = res.get_value(r, c)
+        cells[c] = None if raw is None else JsonValue(json.loads(bytes(raw).decode(encoding)))
+    return tuple(cells)
