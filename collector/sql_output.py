@@ -33,7 +33,8 @@ def render(results: Sequence[StatementResult], fmt: str, statements: int) -> str
         return render_json(results, nested=statements > 1) + "\n"
     # several result sets: an empty line between them
     if fmt == "csv":
-        return "\r\n".join(render_csv(r) for r in results if r.has_rows)
+        return "\r\n".join(r.copied if r.copied is not None else render_csv(r)
+                             for r in results if r.has_rows or r.copied is not None)
     return "\n".join(render_table(r) + "\n" for r in results)
 
 
@@ -74,8 +75,11 @@ def cell_text(value: Any) -> str:
 
 
 def render_json(results: Sequence[StatementResult], nested: bool) -> str:
-    """One JSON document: an array of row objects, or (``nested``) one such array per statement."""
-    arrays = [[{c: to_json(v) for c, v in zip(r.columns, row, strict=True)} for row in r.rows] for r in results]
+    """One JSON document: an array of row objects, or (``nested``) one such array per statement;
+    for a ``COPY ... TO STDOUT``, the array of the lines it sent."""
+    arrays = [r.copied.splitlines() if r.copied is not None
+              else [{c: to_json(v) for c, v in zip(r.columns, row, strict=True)} for row in r.rows]
+              for r in results]
     document: Any = arrays if nested else (arrays[0] if arrays else [])
     return json.dumps(document, ensure_ascii=False)
 
@@ -93,7 +97,10 @@ _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def render_table(result: StatementResult) -> str:
-    """Aligned columns (numbers to the right) and a row count; the status for a command."""
+    """Aligned columns (numbers to the right) and a row count; the status for a command;
+    what a ``COPY ... TO STDOUT`` sent, as sent."""
+    if result.copied is not None:
+        return result.copied.removesuffix("\n")
     if not result.has_rows:
         return result.status
     cells = [[cell_text(v).translate(_ESCAPES) for v in row] for row in result.rows]

@@ -36,11 +36,13 @@ class StatementResult:
         status: the command tag, e.g. ``SELECT 2`` or ``INSERT 0 1``.
         columns: the column names; empty for a statement that returns no rows (INSERT).
         rows: the rows as Python values; json/jsonb cells are :class:`JsonValue`.
+        copied: what a ``COPY ... TO STDOUT`` sent, as the server wrote it; else None.
     """
 
     status: str
     columns: tuple[str, ...] = ()
     rows: tuple[tuple[Any, ...], ...] = ()
+    copied: str | None = None
 
     @property
     def has_rows(self) -> bool:
@@ -70,6 +72,7 @@ def run_statements(conn: psycopg.Connection[Any], sql: str) -> SqlRun:
     results: list[StatementResult] = []
     error: psycopg.Error | None = None
     answered = 0
+    copied: str | None = None
     nonblocking = pgconn.nonblocking
     pgconn.nonblocking = 0  # libpq's blocking calls: this command does one thing at a time
     try:
@@ -78,25 +81,44 @@ def run_statements(conn: psycopg.Connection[Any], sql: str) -> SqlRun:
             status = res.status
             if status == pq.ExecStatus.EMPTY_QUERY:
                 continue
+            if status == pq.ExecStatus.COPY_OUT:  # its result (``COPY n``) follows the data
+                copied = _copy_out(pgconn, encoding)
+                continue
+            if status == pq.ExecStatus.COPY_IN:  # the server fails the statement: nothing after it runs
+                pgconn.put_copy_end(b"COPY FROM STDIN cannot run through sql -c; use psql (tracetables sql)")
+                continue
             answered += 1
-            if status in (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH):
-                # The connection is left mid-COPY; it is closed right after.
-                error = psycopg.NotSupportedError("COPY cannot run through sql -c; use psql (tracetables sql)")
+            if status == pq.ExecStatus.COPY_BOTH:  # replication only; closing stops it
+                conn.close()
+                error = psycopg.NotSupportedError("COPY BOTH cannot run through sql -c")
                 break
             if status == pq.ExecStatus.FATAL_ERROR:
                 error = error or error_from_result(res, encoding=encoding)
                 continue
             if error is None:
-                results.append(_result(conn, res, encoding))
+                results.append(_result(conn, res, encoding, copied))
+            copied = None
     finally:
-        pgconn.nonblocking = nonblocking
+        if not conn.closed:
+            pgconn.nonblocking = nonblocking
     return SqlRun(tuple(results), error, answered)
 
 
-def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str) -> StatementResult:
+def _copy_out(pgconn: pq.abc.PGconn, encoding: str) -> str:
+    """The data of a ``COPY ... TO STDOUT``, as text (a binary COPY shows escaped)."""
+    chunks: list[bytes] = []
+    while True:
+        size, data = pgconn.get_copy_data(0)
+        if size < 0:  # -1: done; -2: failed, and the error is the next result
+            return b"".join(chunks).decode(encoding, errors="backslashreplace")
+        chunks.append(bytes(data))
+
+
+def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str,
+            copied: str | None) -> StatementResult:
     status = (res.command_status or b"").decode(encoding)
     if res.status != pq.ExecStatus.TUPLES_OK:
-        return StatementResult(status)
+        return StatementResult(status, copied=copied)
     columns = tuple((res.fname(i) or b"").decode(encoding) for i in range(res.nfields))
     tx = Transformer(conn)
     tx.set_pgresult(res)
