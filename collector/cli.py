@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .components_cli import describe
 from .config import CollectorConfig, default_config_path, load_config
@@ -22,6 +23,9 @@ from .log_format import JsonLogFormatter
 from .sql_output import FORMATS, render
 from .sql_results import run_statements
 from .validate import validate_config
+
+if TYPE_CHECKING:
+    import psycopg.errors
 
 logger = logging.getLogger("tracetables")
 
@@ -207,6 +211,7 @@ def _sql(args: argparse.Namespace) -> int:
             env = dict(os.environ, **({"PGPASSWORD": str(password)} if password is not None else {}))
             return os.spawnve(os.P_WAIT, psql, [psql, make_conninfo(**{k: str(v) for k, v in params.items()})], env)
         with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.add_notice_handler(_print_notice)
             run = run_statements(conn, args.command)
     if run.results or run.error is None:  # what ran before a failing statement is shown too
         sys.stdout.write(render(run.results, args.format, run.statements))
@@ -216,3 +221,7 @@ def _sql(args: argparse.Namespace) -> int:
         return 1
     return 0
 
+
+def _print_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """A server notice (``RAISE NOTICE``, ``... already exists, skipping``) on stderr, as psql shows it."""
+    print(f"{diag.severity or 'NOTICE'}:  {diag.message_primary or ''}", file=sys.stderr)

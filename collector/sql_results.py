@@ -92,7 +92,7 @@ def run_statements(conn: psycopg.Connection[Any], sql: str) -> SqlRun:
                 conn.close()
                 error = psycopg.NotSupportedError("COPY BOTH cannot run through sql -c")
                 break
-            if status == pq.ExecStatus.FATAL_ERROR:
+            if status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.BAD_RESPONSE):
                 error = error or error_from_result(res, encoding=encoding)
                 continue
             if error is None:

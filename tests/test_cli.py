@@ -711,6 +711,13 @@ class TestSqlStatements:
         finally:
             conn.execute("DROP TABLE cli_copy_probe")
 
+    def test_notices_go_to_stderr(self, dsn: str, tmp_path: Path) -> None:
+        """A server notice is shown on stderr, the results stay alone on stdout."""
+        result = sql(tmp_path, dsn, "DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$; SELECT 1 AS a", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert "NOTICE:  hello from plpgsql" in result.stderr
+        assert json.loads(result.stdout) == [[], [{"a": 1}]]
+
     def test_unknown_format_is_a_usage_error(self, tmp_path: Path) -> None:
         """``--format xml`` exits 2 naming the option, before any database is reached."""
         result = sql(tmp_path, "host=unused", "SELECT 1", "--format", "xml")
