@@ -2,7 +2,7 @@
 
 Values are shown the same way in every format: SQL NULL as nothing (``null`` in JSON),
 booleans as ``true``/``false``, json/jsonb as compact JSON, timestamps in ISO 8601,
-bytea as hex, arrays as JSON arrays.
+intervals as PostgreSQL writes them, bytea as hex, arrays as JSON arrays.
 """
 
 from __future__ import annotations
@@ -78,10 +78,28 @@ def render_json(results: Sequence[StatementResult], nested: bool) -> str:
     """One JSON document: an array of row objects, or (``nested``) one such array per statement;
     for a ``COPY ... TO STDOUT``, the array of the lines it sent."""
     arrays = [r.copied.splitlines() if r.copied is not None
-              else [{c: to_json(v) for c, v in zip(r.columns, row, strict=True)} for row in r.rows]
+              else [dict(zip(unique_names(r.columns), map(to_json, row), strict=True)) for row in r.rows]
               for r in results]
     document: Any = arrays if nested else (arrays[0] if arrays else [])
     return json.dumps(document, ensure_ascii=False)
+
+
+def unique_names(columns: Sequence[str]) -> list[str]:
+    """Column names as object keys: a name given again gets ``_2``, ``_3`` … (never a taken name)."""
+    used = set(columns)
+    seen: set[str] = set()
+    names: list[str] = []
+    for name in columns:
+        key = name
+        if key in seen:
+            n = 2
+            while f"{name}_{n}" in used:
+                n += 1
+            key = f"{name}_{n}"
+            used.add(key)
+        seen.add(key)
+        names.append(key)
+    return names
 
 
 def render_csv(result: StatementResult) -> str:

@@ -19,6 +19,7 @@ from psycopg.adapt import Transformer
 from psycopg.errors import error_from_result
 
 JSON_OIDS = frozenset({114, 3802})  # json, jsonb
+TEXT_OIDS = frozenset({1186})  # interval: PostgreSQL's own text ("1 day 02:00:00"), not Python's
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,16 +124,21 @@ def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str,
     tx = Transformer(conn)
     tx.set_pgresult(res)
     rows: Sequence[tuple[Any, ...]] = tx.load_rows(0, res.ntuples, tuple)
-    json_columns = [i for i in range(res.nfields) if res.ftype(i) in JSON_OIDS]
-    if json_columns:
-        rows = [_with_json(res, r, row, json_columns, encoding) for r, row in enumerate(rows)]
+    as_sent = [i for i in range(res.nfields) if res.ftype(i) in JSON_OIDS | TEXT_OIDS]
+    if as_sent:
+        rows = [_as_sent(res, r, row, as_sent, encoding) for r, row in enumerate(rows)]
     return StatementResult(status, columns, tuple(rows))
 
 
-def _with_json(res: pq.abc.PGresult, r: int, row: tuple[Any, ...], columns: list[int],
-               encoding: str) -> tuple[Any, ...]:
+def _as_sent(res: pq.abc.PGresult, r: int, row: tuple[Any, ...], columns: list[int],
+             encoding: str) -> tuple[Any, ...]:
+    """``row`` with the cells of ``columns`` taken from the server's text: JSON parsed, the rest as is."""
     cells = list(row)
     for c in columns:
         raw = res.get_value(r, c)
-        cells[c] = None if raw is None else JsonValue(json.loads(bytes(raw).decode(encoding)))
+        if raw is None:
+            cells[c] = None
+        else:
+            text = bytes(raw).decode(encoding)
+            cells[c] = JsonValue(json.loads(text)) if res.ftype(c) in JSON_OIDS else text
     return tuple(cells)

@@ -711,6 +711,19 @@ class TestSqlStatements:
         finally:
             conn.execute("DROP TABLE cli_copy_probe")
 
+    def test_json_keeps_a_column_name_given_twice(self, dsn: str, tmp_path: Path) -> None:
+        """``SELECT 1, 2`` (two ``?column?``) loses no value: the later key gets ``_2``, never a taken name."""
+        result = sql(tmp_path, dsn, "SELECT 1, 2, 3 AS a, 4 AS a, 5 AS a_2", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == [{"?column?": 1, "?column?_2": 2, "a": 3, "a_3": 4, "a_2": 5}]
+
+    def test_interval_is_shown_as_postgresql_writes_it(self, dsn: str, tmp_path: Path) -> None:
+        """An interval reads as PostgreSQL's text in every format, NULL still empty / null."""
+        command = "SELECT interval '1 day 2 hours' AS i UNION ALL SELECT NULL"
+        table = sql(tmp_path, dsn, command)
+        assert table.stdout.splitlines()[2:4] == ["1 day 02:00:00", ""]
+        assert json.loads(sql(tmp_path, dsn, command, "--format", "json").stdout) == [{"i": "1 day 02:00:00"}, {"i": None}]
+
     def test_notices_go_to_stderr(self, dsn: str, tmp_path: Path) -> None:
         """A server notice is shown on stderr, the results stay alone on stdout."""
         result = sql(tmp_path, dsn, "DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$; SELECT 1 AS a", "--format", "json")
