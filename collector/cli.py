@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (psycopg.Error, EmbeddedPostgresError) as exc:  # e.g. the database is unreachable: no traceback
         print(f"tracetables: {exc}".rstrip(), file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C outside serve (which stops cleanly on it): no traceback
+        print("tracetables: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         raise SystemExit(141) from None

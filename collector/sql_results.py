@@ -9,6 +9,7 @@ results before it, so the results are read here from libpq one by one.
 from __future__ import annotations
 
 import json
+import select
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,52 +68,95 @@ class SqlRun:
 
 
 def run_statements(conn: psycopg.Connection[Any], sql: str) -> SqlRun:
-    """Send ``sql`` as one query on an idle autocommit connection; collect each result."""
+    """Send ``sql`` as one query on an idle autocommit connection; collect each result.
+
+    Ctrl-C (SIGINT) while it runs cancels the query on the server: the statement under way
+    fails with the server's "canceling statement" error, like any failing statement.
+    """
     pgconn = conn.pgconn
     encoding = conn.info.encoding
     results: list[StatementResult] = []
     error: psycopg.Error | None = None
     answered = 0
     copied: str | None = None
-    nonblocking = pgconn.nonblocking
-    pgconn.nonblocking = 0  # libpq's blocking calls: this command does one thing at a time
-    try:
-        pgconn.send_query(sql.encode(encoding))
-        while (res := pgconn.get_result()) is not None:
-            status = res.status
-            if status == pq.ExecStatus.EMPTY_QUERY:
-                continue
-            if status == pq.ExecStatus.COPY_OUT:  # its result (``COPY n``) follows the data
-                copied = _copy_out(pgconn, encoding)
-                continue
-            if status == pq.ExecStatus.COPY_IN:  # the server fails the statement: nothing after it runs
-                pgconn.put_copy_end(b"COPY FROM STDIN cannot run through sql -c; use psql (tracetables sql)")
-                continue
-            answered += 1
-            if status == pq.ExecStatus.COPY_BOTH:  # replication only; closing stops it
-                conn.close()
-                error = psycopg.NotSupportedError("COPY BOTH cannot run through sql -c")
-                break
-            if status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.BAD_RESPONSE):
-                error = error or error_from_result(res, encoding=encoding)
-                continue
-            if error is None:
-                results.append(_result(conn, res, encoding, copied))
-            copied = None
-    finally:
-        if not conn.closed:
-            pgconn.nonblocking = nonblocking
+    pgconn.nonblocking = 1  # as psycopg connects; the waits are _Wire's
+    wire = _Wire(pgconn)
+    pgconn.send_query(sql.encode(encoding))
+    wire.flush()
+    while (res := wire.next_result()) is not None:
+        status = res.status
+        if status == pq.ExecStatus.EMPTY_QUERY:
+            continue
+        if status == pq.ExecStatus.COPY_OUT:  # its result (``COPY n``) follows the data
+            copied = wire.copy_out().decode(encoding, errors="backslashreplace")
+            continue
+        if status == pq.ExecStatus.COPY_IN:  # the server fails the statement: nothing after it runs
+            wire.copy_end(b"COPY FROM STDIN cannot run through sql -c; use psql (tracetables sql)")
+            continue
+        answered += 1
+        if status == pq.ExecStatus.COPY_BOTH:  # replication only; closing the connection ends it
+            conn.close()
+            error = psycopg.NotSupportedError("COPY BOTH cannot run through sql -c")
+            break
+        if status in (pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.BAD_RESPONSE):
+            error = error or error_from_result(res, encoding=encoding)
+            continue
+        if error is None:
+            results.append(_result(conn, res, encoding, copied))
+        copied = None
     return SqlRun(tuple(results), error, answered)
 
 
-def _copy_out(pgconn: pq.abc.PGconn, encoding: str) -> str:
-    """The data of a ``COPY ... TO STDOUT``, as text (a binary COPY shows escaped)."""
-    chunks: list[bytes] = []
-    while True:
-        size, data = pgconn.get_copy_data(0)
-        if size < 0:  # -1: done; -2: failed, and the error is the next result
-            return b"".join(chunks).decode(encoding, errors="backslashreplace")
-        chunks.append(bytes(data))
+class _Wire:
+    """libpq's asynchronous calls on psycopg's non-blocking connection, waiting in
+    ``select`` so that a Ctrl-C is seen (and sent as a cancel request) while the server works."""
+
+    def __init__(self, pgconn: pq.abc.PGconn) -> None:
+        self._pgconn = pgconn
+        self._cancelled = False
+
+    def _wait(self, write: bool = False) -> None:
+        sock = self._pgconn.socket
+        try:
+            select.select([sock], [sock] if write else [], [])
+        except KeyboardInterrupt:
+            if self._cancelled:  # a second Ctrl-C: stop waiting
+                raise
+            self._cancelled = True
+            self._pgconn.get_cancel().cancel()
+
+    def flush(self) -> None:
+        """Send what libpq has queued."""
+        while self._pgconn.flush() == 1:
+            self._wait(write=True)
+            self._pgconn.consume_input()
+
+    def next_result(self) -> pq.abc.PGresult | None:
+        """The next result of the query; None after the last."""
+        while True:
+            self._pgconn.consume_input()
+            if not self._pgconn.is_busy():
+                return self._pgconn.get_result()
+            self._wait()
+
+    def copy_out(self) -> bytes:
+        """The data of a ``COPY ... TO STDOUT`` (its closing result is the next one)."""
+        chunks: list[bytes] = []
+        while True:
+            size, data = self._pgconn.get_copy_data(1)
+            if size < 0:  # -1: done; -2: failed, and the error is the next result
+                return b"".join(chunks)
+            if size == 0:
+                self._wait()
+                self._pgconn.consume_input()
+            else:
+                chunks.append(bytes(data))
+
+    def copy_end(self, error: bytes) -> None:
+        """End a ``COPY ... FROM STDIN`` as failed with ``error``."""
+        while self._pgconn.put_copy_end(error) == 0:
+            self._wait(write=True)
+        self.flush()
 
 
 def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str,

@@ -731,6 +731,29 @@ class TestSqlStatements:
         assert "NOTICE:  hello from plpgsql" in result.stderr
         assert json.loads(result.stdout) == [[], [{"a": 1}]]
 
+    def test_ctrl_c_cancels_the_running_statement(self, dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+        """SIGINT while a statement runs cancels it on the server: its error on stderr, exit 1, no traceback."""
+        config = write_config(tmp_path, 0, 0)
+        process = subprocess.Popen(
+            tracetables_argv("sql", "--config", str(config), "-c", "SELECT 'before' AS b; SELECT pg_sleep(600)"),
+            env=child_env(dsn), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + COMMAND_TIMEOUT
+            while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                                   ["%pg_sleep(600)%"]).fetchone() == (1,):
+                assert process.poll() is None and time.monotonic() < deadline, "the query never started"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=COMMAND_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 1, err
+        assert "canceling statement due to user request" in err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err
+        assert out == "b\n------\nbefore\n(1 row)\n"
+
     def test_unknown_format_is_a_usage_error(self, tmp_path: Path) -> None:
         """``--format xml`` exits 2 naming the option, before any database is reached."""
         result = sql(tmp_path, "host=unused", "SELECT 1", "--format", "xml")
