@@ -407,6 +407,19 @@ class TestVersionAndComponents:
             for f in REGISTRY
         ]
 
+    def test_closed_pipe_ends_quietly(self, tmp_path: Path) -> None:
+        """Output into a pipe nobody reads any more (``| head``) ends without a traceback."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # closed before the child starts: its first write fails with EPIPE
+        try:
+            result = subprocess.run(tracetables_argv("components", "--format", "json"), env=child_env(None), cwd=tmp_path,
+                                    stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=COMMAND_TIMEOUT,
+                                    check=False)
+        finally:
+            os.close(write_end)
+        assert result.returncode == 141, result.stderr
+        assert result.stderr == ""
+
     def test_components_unknown_format_exits_2_naming_it(self, tmp_path: Path) -> None:
         """A format other than table or json is a usage error naming ``--format``."""
         result = run_cli("components", "--format", "yaml", env=child_env(None), cwd=tmp_path)
