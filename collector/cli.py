@@ -1,10 +1,12 @@
-"""The ``tracetables`` command line: ``serve``, ``db migrate``, ``db status``, ``sql``."""
+"""The ``tracetables`` command line: ``serve``, ``validate``, ``components``, ``db migrate``,
+``db status``, ``sql``, and ``--version``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -12,10 +14,18 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .components_cli import describe
 from .config import CollectorConfig, default_config_path, load_config
 from .errors import ConfigError
 from .log_format import JsonLogFormatter
+from .sql_output import FORMATS, render
+from .sql_results import run_statements
+from .validate import validate_config
+
+if TYPE_CHECKING:
+    import psycopg.errors
 
 logger = logging.getLogger("tracetables")
 
@@ -39,11 +49,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (psycopg.Error, EmbeddedPostgresError) as exc:  # e.g. the database is unreachable: no traceback
         print(f"tracetables: {exc}".rstrip(), file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C outside serve (which stops cleanly on it): no traceback
+        print("tracetables: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(141) from None
     raise SystemExit(code)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracetables", description="OpenTelemetry spans into PostgreSQL tables.")
+    parser.add_argument("--version", action="version", version=f"tracetables {_version()}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -52,14 +69,28 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the collector until SIGTERM or SIGINT"))
     serve.set_defaults(func=_serve)
+    validate = with_config(sub.add_parser(
+        "validate", help="check a config as far as a start would, without binding ports or connecting"))
+    validate.set_defaults(func=_validate)
+    components = sub.add_parser("components", help="list the component types of this build")
+    components.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
+    components.set_defaults(func=_components)
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(metavar="ACTION")
     with_config(dbsub.add_parser("migrate", help="apply pending migrations")).set_defaults(func=_db_migrate)
     with_config(dbsub.add_parser("status", help="show applied and pending migrations")).set_defaults(func=_db_status)
     sqlp = with_config(sub.add_parser("sql", help="run a query (-c) or open psql on the configured database"))
-    sqlp.add_argument("-c", "--command", help="SQL to run; prints the rows")
+    sqlp.add_argument("-c", "--command", help="SQL to run (one or more statements); prints each result")
+    sqlp.add_argument("--format", choices=FORMATS, default="table", help="output of -c (table)")
     sqlp.set_defaults(func=_sql)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tracetables")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
 
 def _load(args: argparse.Namespace) -> CollectorConfig:
@@ -126,6 +157,20 @@ def _database(config: CollectorConfig) -> Iterator[str]:
         yield server.dsn
 
 
+def _validate(args: argparse.Namespace) -> int:
+    path = args.config or default_config_path()
+    validate_config(path)
+    print(f"config is valid: {path}")
+    return 0
+
+
+def _components(args: argparse.Namespace) -> int:
+    from .components import REGISTRY
+
+    print(describe(REGISTRY, as_json=args.format == "json"))
+    return 0
+
+
 def _db_migrate(args: argparse.Namespace) -> int:
     from tracetables.exporters.postgres.schema import migrate
 
@@ -168,31 +213,18 @@ def _sql(args: argparse.Namespace) -> int:
             password = params.pop("password", None)
             env = dict(os.environ, **({"PGPASSWORD": str(password)} if password is not None else {}))
             return os.spawnve(os.P_WAIT, psql, [psql, make_conninfo(**{k: str(v) for k, v in params.items()})], env)
-        with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
-            try:
-                cur.execute(args.command.encode())
-            except psycopg.Error as exc:
-                print(f"tracetables: {exc}".rstrip(), file=sys.stderr)
-                return 1
-            if cur.description is None:
-                print(cur.statusmessage or "")
-                return 0
-            _print_table([d.name for d in cur.description], cur.fetchall())
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.add_notice_handler(_print_notice)
+            run = run_statements(conn, args.command)
+    if run.results or run.error is None:  # what ran before a failing statement is shown too
+        sys.stdout.write(render(run.results, args.format, run.statements))
+        sys.stdout.flush()
+    if run.error is not None:
+        print(f"tracetables: {run.error}".rstrip(), file=sys.stderr)
+        return 1
     return 0
 
 
-def _print_table(headers: list[str], rows: list[tuple[object, ...]]) -> None:
-    def cell(value: object) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, bytes | memoryview):
-            return bytes(value).hex()
-        return str(value)
-
-    cells = [[cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for r in cells:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+def _print_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """A server notice (``RAISE NOTICE``, ``... already exists, skipping``) on stderr, as psql shows it."""
+    print(f"{diag.severity or 'NOTICE'}:  {diag.message_primary or ''}", file=sys.stderr)
