@@ -183,3 +183,23 @@ def test_listen_must_be_loopback_with_a_port(listen: str, message: str) -> None:
     with pytest.raises(ConfigError, match="exporters.postgres.embedded.listen") as caught:
         parse_config(text, {})
     assert message in str(caught.value)
+
+
+def test_cluster_made_without_listen_accepts_tcp_once_restarted_with_it() -> None:
+    """A reused data dir (initdb'd with TCP rejected) gets the password rules on the next start."""
+    base = Path(tempfile.mkdtemp(prefix="tt-reader-reuse-"))
+    base.chmod(0o755)
+    (port,) = free_ports(1)
+    try:
+        with EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=base / "pg", durable=False)) as first:
+            with psycopg.connect(first.dsn, autocommit=True) as owner:
+                assert owner.execute("SHOW listen_addresses").fetchone() == ("",)
+                verifier = owner.pgconn.encrypt_password(b"pw", b"tool", b"scram-sha-256").decode()
+                owner.execute(sql.SQL("CREATE ROLE tool LOGIN PASSWORD {}").format(sql.Literal(verifier)))
+        config = EmbeddedPostgresConfig(data_dir=base / "pg", durable=False, listen_host="127.0.0.1", port=port)
+        with EmbeddedPostgres(config):
+            with psycopg.connect(host="127.0.0.1", port=port, dbname="tracetables", user="tool", password="pw",
+                                 sslmode="disable", connect_timeout=10) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == ("tool",)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
