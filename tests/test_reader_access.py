@@ -157,6 +157,18 @@ def test_grant_reader_generates_a_password_without_terminal(cluster: Cluster) ->
         assert conn.execute("SELECT count(*) FROM spans").fetchone() == (5,)
 
 
+def test_grant_reader_refuses_an_existing_role_that_could_do_more(cluster: Cluster) -> None:
+    with psycopg.connect(cluster.dsn, autocommit=True) as owner:
+        owner.execute("CREATE ROLE writer NOLOGIN")
+        owner.execute("CREATE ROLE wide LOGIN IN ROLE writer")
+        owner.execute("CREATE ROLE maker LOGIN CREATEDB")
+    for name, message in (("wide", "is a member of writer"), ("maker", "privileges beyond reading")):
+        result = run_cli("db", "grant-reader", name, "--password-env", "TT_READER_PW", "--config", str(cluster.config),
+                         env={**child_env(None), "TT_READER_PW": "x"}, cwd=cluster.base)
+        assert result.returncode == 1
+        assert f"NAME: role {name!r} exists" in result.stderr and message in result.stderr
+
+
 @pytest.mark.parametrize(("name", "env", "message"), [
     ("Bad-Name", {"TT_READER_PW": "x"}, "NAME: 'Bad-Name' is not a plain role name"),
     ("pg_monitor", {"TT_READER_PW": "x"}, "NAME: 'pg_monitor' is reserved"),

@@ -305,8 +305,9 @@ class EmbeddedPostgres:
             self.stop()
             raise EmbeddedPostgresError(f"creating database {cfg.database!r} failed: {exc}") from exc
         self._dsn = dsn
-        logger.info("embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s (%.2fs)",
-                    data_dir, self._pid, socket_dir, time.monotonic() - began)
+        logger.info("embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s tcp=%s (%.2fs)",
+                    data_dir, self._pid, socket_dir, f"{cfg.listen_host}:{cfg.port}" if cfg.listen_host else "off",
+                    time.monotonic() - began)
         return dsn
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -38,7 +38,8 @@ def grant_reader(dsn: str, name: str, password: str) -> bool:
 
     Raises:
         ReaderRoleError: the name is not allowed, the schema is not migrated, the group
-            role is missing, or ``name`` is a privileged role (or the connecting one).
+            role is missing, or ``name`` is the connecting role or an existing one that
+            could do more than read (attributes, other memberships, owned relations).
         psycopg.Error: the database refused (e.g. this user may not create roles).
     """
     check_role_name(name)
@@ -65,6 +66,19 @@ def grant_reader(dsn: str, name: str, password: str) -> bool:
         if existing is not None and existing[0]:
             raise ReaderRoleError(f"NAME: role {name!r} exists and has privileges beyond reading "
                                   "(superuser, createrole, createdb, replication or bypassrls)")
+        if existing is not None:
+            other = conn.execute(
+                "SELECT string_agg(g.rolname, ', ' ORDER BY g.rolname) FROM pg_auth_members m"
+                " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+                " WHERE r.rolname = %s AND g.rolname <> %s", (name, READER_GROUP)).fetchone()
+            owns = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner"
+                                " WHERE r.rolname = %s)", (name,)).fetchone()
+            if other is not None and other[0]:
+                raise ReaderRoleError(f"NAME: role {name!r} exists and is a member of {other[0]}: "
+                                      "it could do more than read")
+            if owns is not None and owns[0]:
+                raise ReaderRoleError(f"NAME: role {name!r} exists and owns tables or views here: "
+                                      "it could do more than read")
         verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256").decode()
         role, group = sql.Identifier(name), sql.Identifier(READER_GROUP)
         with conn.transaction():
