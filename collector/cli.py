@@ -1,5 +1,5 @@
 """The ``tracetables`` command line: ``serve``, ``validate``, ``components``, ``db migrate``,
-``db status``, ``sql``, and ``--version``."""
+``db status``, ``db grant-reader``, ``sql``, and ``--version``."""
 
 from __future__ import annotations
 
@@ -77,8 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     components.set_defaults(func=_components)
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(metavar="ACTION")
-    with_config(dbsub.add_parser("migrate", help="apply pending migrations")).set_defaults(func=_db_migrate)
+    with_config(dbsub.add_parser(
+        "migrate", help="apply pending migrations (creates the embedded cluster if its data dir has none)",
+    )).set_defaults(func=_db_migrate)
     with_config(dbsub.add_parser("status", help="show applied and pending migrations")).set_defaults(func=_db_status)
+    grant = with_config(dbsub.add_parser(
+        "grant-reader", help="create or update a login role that can only read the views and call the query functions"))
+    grant.add_argument("name", metavar="NAME", help="the role to create or update")
+    grant.add_argument("--password-env", metavar="VAR",
+                       help="read the password from this environment variable (else: prompted on a terminal, "
+                            "else generated and printed once)")
+    grant.set_defaults(func=_db_grant_reader)
     sqlp = with_config(sub.add_parser("sql", help="run a query (-c) or open psql on the configured database"))
     sqlp.add_argument("-c", "--command", help="SQL to run (one or more statements); prints each result")
     sqlp.add_argument("--format", choices=FORMATS, default="table", help="output of -c (table)")
@@ -136,8 +145,12 @@ async def _run_service(config: CollectorConfig) -> int:
 
 
 @contextlib.contextmanager
-def _database(config: CollectorConfig) -> Iterator[str]:
-    """The DSN of the configured database, starting the embedded one for the duration."""
+def _database(config: CollectorConfig, create: bool = False) -> Iterator[str]:
+    """The DSN of the configured database, starting the embedded one for the duration.
+
+    The embedded cluster is created (initdb) only with ``create``; otherwise a data dir
+    without one fails with a line naming it (NoClusterError), and nothing is created.
+    """
     from tracetables.exporters.postgres.config import PostgresExporterConfig
 
     pg = next((c for c in config.exporters.values() if isinstance(c, PostgresExporterConfig)), None)
@@ -146,14 +159,15 @@ def _database(config: CollectorConfig) -> Iterator[str]:
     if pg.dsn:
         yield pg.dsn
         return
-    from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig, running_dsn
+    from tracetables.exporters.postgres.embedded import EmbeddedPostgres, running_dsn
+    from tracetables.exporters.postgres.store import embedded_server_config
 
-    data_dir = Path(pg.embedded.data_dir)
-    dsn = running_dsn(data_dir)
+    server_config = embedded_server_config(pg, create=create)
+    dsn = running_dsn(server_config.data_dir)
     if dsn is not None:  # a collector is serving from this data directory: share its server
         yield dsn
         return
-    with EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=data_dir)) as server:
+    with EmbeddedPostgres(server_config) as server:
         yield server.dsn
 
 
@@ -174,7 +188,7 @@ def _components(args: argparse.Namespace) -> int:
 def _db_migrate(args: argparse.Namespace) -> int:
     from tracetables.exporters.postgres.schema import migrate
 
-    with _database(_load(args)) as dsn:
+    with _database(_load(args), create=True) as dsn:
         applied = migrate(dsn)
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
@@ -196,6 +210,52 @@ def _db_status(args: argparse.Namespace) -> int:
         pending += state == "pending"
         print(f"{m.version:04d}_{m.name}  {state}")
     return 1 if pending else 0
+
+
+def _db_grant_reader(args: argparse.Namespace) -> int:
+    from tracetables.exporters.postgres.reader_role import ReaderRoleError, check_role_name, grant_reader
+
+    try:
+        check_role_name(args.name)
+    except ReaderRoleError as exc:
+        print(f"tracetables: {exc}", file=sys.stderr)
+        return 2
+    password, generated = _reader_password(args.name, args.password_env)
+    if password is None:
+        return 2
+    with _database(_load(args)) as dsn:
+        try:
+            created = grant_reader(dsn, args.name, password)
+        except ReaderRoleError as exc:
+            print(f"tracetables: {exc}", file=sys.stderr)
+            return 1
+    print(f"{'created' if created else 'updated'} role {args.name} (member of tracetables_reader)")
+    if generated:
+        print(f"password: {password}")
+        print("(shown once: store it now, e.g. in your Grafana data source)")
+    return 0
+
+
+def _reader_password(name: str, env_var: str | None) -> tuple[str | None, bool]:
+    """The password and whether it was generated: from ``env_var``, else asked on a terminal,
+    else generated. None (after a message) when the variable is unset or empty."""
+    import getpass
+    import secrets
+
+    if env_var is not None:
+        value = os.environ.get(env_var, "")
+        if not value:
+            print(f"tracetables: --password-env: environment variable {env_var} is unset or empty", file=sys.stderr)
+            return None, False
+        return value, False
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"password for {name} (empty: generate one): ")
+        if value:
+            if getpass.getpass("again: ") != value:
+                print("tracetables: the passwords differ", file=sys.stderr)
+                return None, False
+            return value, False
+    return secrets.token_urlsafe(24), True
 
 
 def _sql(args: argparse.Namespace) -> int:

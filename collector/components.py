@@ -37,7 +37,7 @@ def _otlp(settings: CreateSettings, config: OtlpReceiverConfig) -> OtlpReceiver:
 
 def _database_url(config: PostgresExporterConfig, env: Any) -> PostgresExporterConfig:
     url = env.get(DATABASE_URL_ENV, "")
-    return replace(config, dsn=url) if url and not config.dsn else config
+    return (replace(config, dsn=url) if url and not config.dsn else config).with_env(env)
 
 
 def _batch(settings: CreateSettings, config: BatchProcessorConfig) -> BatchProcessorConfig:

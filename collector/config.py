@@ -105,15 +105,17 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None,
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from exc
-    return parse_config(text, env, source=str(path), registry=registry)
+    return parse_config(text, env, source=str(path), registry=registry, base_dir=Path(path).resolve().parent)
 
 
 def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = "<config>",
-                 registry: Registry | None = None) -> CollectorConfig:
+                 registry: Registry | None = None, base_dir: Path | None = None) -> CollectorConfig:
     """Parse and validate config text; see :func:`load_config`.
 
     Args:
         registry: the component types to accept; default: this distribution's.
+        base_dir: what relative paths in component configs (those with ``with_base_dir``)
+            are resolved against: the config file's directory; None leaves them relative.
     """
     env = os.environ if env is None else env
     if registry is None:
@@ -135,10 +137,10 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
             raise ConfigError(f"{key}: unknown key (valid keys: {', '.join(sorted(allowed - {'connectors'}))})")
     if raw.get("connectors"):
         raise ConfigError("connectors: tracetables has no connectors")
-    receivers = _components(Kind.RECEIVER, raw.get("receivers"), registry, env)
-    processors = _components(Kind.PROCESSOR, raw.get("processors"), registry, env)
-    exporters = _components(Kind.EXPORTER, raw.get("exporters"), registry, env)
-    extensions = _components(Kind.EXTENSION, raw.get("extensions"), registry, env)
+    receivers = _components(Kind.RECEIVER, raw.get("receivers"), registry, env, base_dir)
+    processors = _components(Kind.PROCESSOR, raw.get("processors"), registry, env, base_dir)
+    exporters = _components(Kind.EXPORTER, raw.get("exporters"), registry, env, base_dir)
+    extensions = _components(Kind.EXTENSION, raw.get("extensions"), registry, env, base_dir)
     service_raw = raw.get("service")
     if service_raw is None:
         raise ConfigError("service: missing; it names the pipelines to run")
@@ -185,7 +187,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _components(kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str]) -> dict[str, Any]:
+def _components(kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str],
+                base_dir: Path | None) -> dict[str, Any]:
     section = kind.section
     if raw is None:
         return {}
@@ -196,7 +199,9 @@ def _components(kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str]
         cid = str(cid)
         factory = registry.factory(kind, cid)
         config = build(factory.config_class, body, f"{section}.{cid}")
-        out[cid] = factory.from_env(config, env) if factory.from_env is not None else config
+        config = factory.from_env(config, env) if factory.from_env is not None else config
+        with_base_dir = getattr(config, "with_base_dir", None)
+        out[cid] = with_base_dir(base_dir) if base_dir is not None and callable(with_base_dir) else config
     return out
 
 

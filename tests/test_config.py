@@ -100,7 +100,9 @@ class TestDefaultConfig:
         assert config.processors["webhook_redaction"] == WebhookRedactionConfig(max_body_bytes=1024)
         pg = postgres(config)
         assert pg.dsn == ""  # no DSN and no TRACETABLES_DATABASE_URL: the embedded server
-        assert pg.embedded.data_dir == "./.tracetables/pg"
+        # empty in the file: the per-user directory (HOME from the passwd entry when env has none)
+        assert pg.embedded.data_dir.endswith("/.local/share/tracetables/pg")
+        assert pg.embedded.listen == ""
         assert pg.sending_queue.num_consumers == 2
         assert pg.retry_on_failure.enabled
         assert pg.retry_on_failure.max_elapsed_time == timedelta(seconds=5)
@@ -120,7 +122,7 @@ class TestDefaultConfig:
         config = load_config(DEFAULT_CONFIG, env={})
         assert config.receivers["otlp"] == OtlpReceiverConfig(protocols=Protocols(grpc=GrpcConfig(), http=HttpConfig()))
         assert config.processors["batch"] == BatchProcessorConfig()
-        assert config.exporters["postgres"] == PostgresExporterConfig()
+        assert config.exporters["postgres"] == PostgresExporterConfig().with_env({})  # data_dir: the per-user one
 
     def test_default_config_takes_endpoints_level_and_database_from_env(self) -> None:
         """The default config's env hooks set the endpoints, the log level and the DSN."""

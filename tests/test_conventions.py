@@ -249,7 +249,7 @@ def test_upgrade_keeps_rows_and_projects_the_same(old_store: str) -> None:
         old = _projected(conn, before_trace)
     assert all(old.values()), {table: len(rows) for table, rows in old.items()}  # every role table got rows
 
-    assert [m.version for m in migrate(old_store)][-1] == gen_conventions.MIGRATION_VERSION
+    assert gen_conventions.MIGRATION_VERSION in [m.version for m in migrate(old_store)]  # later ones may follow
     with psycopg.connect(old_store, autocommit=True) as conn:
         assert max(applied_versions(conn)) == max(m.version for m in available_migrations())
         assert _projected(conn, before_trace) == old  # the upgrade rewrote nothing

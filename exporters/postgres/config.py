@@ -2,17 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+import pwd
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 
 from tracetables.collector.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedConfig:
-    """The private PostgreSQL started when no DSN is configured."""
+    """The private PostgreSQL started when no DSN is configured.
 
-    data_dir: str = "./.tracetables/pg"
+    ``data_dir``: empty means the per-user directory (:func:`user_data_dir`); a relative
+    one is resolved against the directory of the config file that set it.
+    ``listen``: ``host:port`` on loopback where the server also accepts TCP connections
+    (password required); empty: Unix socket only.
+    """
+
+    data_dir: str = ""
+    listen: str = ""
+
+    def validate(self, path: str) -> None:
+        if self.listen:
+            listen_address(self.listen, f"{path}.listen")
+
+    def with_base_dir(self, base: Path) -> EmbeddedConfig:
+        """This config with a relative ``data_dir`` made absolute against ``base``."""
+        if not self.data_dir:
+            return self
+        data_dir = Path(self.data_dir).expanduser()
+        return replace(self, data_dir=str(data_dir if data_dir.is_absolute() else base / data_dir))
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def listen_address(value: str, path: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) split and checked: a loopback host, a port 1-65535.
+
+    Raises:
+        ConfigError: naming ``path``.
+    """
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{path}: expected loopback host:port with a port 1-65535, got {value!r}")
+    if host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"{path}: the embedded server listens on loopback only "
+                          f"(127.0.0.1, ::1 or localhost), got host {host!r}")
+    return host, int(port)
+
+
+def user_data_dir(env: Mapping[str, str]) -> Path:
+    """The per-user cluster directory: ``$XDG_DATA_HOME/tracetables/pg``, else
+    ``~/.local/share/tracetables/pg`` (a relative XDG_DATA_HOME is ignored, as the XDG spec says)."""
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "tracetables" / "pg"
+    home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    return Path(home) / ".local" / "share" / "tracetables" / "pg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +124,13 @@ class PostgresExporterConfig:
     def validate(self, path: str) -> None:
         if not 0 <= self.encoding_workers <= 64:
             raise ConfigError(f"{path}.encoding_workers: must be between 0 and 64, got {self.encoding_workers}")
+
+    def with_env(self, env: Mapping[str, str]) -> PostgresExporterConfig:
+        """An empty ``embedded.data_dir`` filled in with the per-user directory."""
+        if self.embedded.data_dir:
+            return self
+        return replace(self, embedded=replace(self.embedded, data_dir=str(user_data_dir(env))))
+
+    def with_base_dir(self, base: Path) -> PostgresExporterConfig:
+        """A relative ``embedded.data_dir`` resolved against ``base`` (the config file's directory)."""
+        return replace(self, embedded=self.embedded.with_base_dir(base))

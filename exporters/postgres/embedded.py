@@ -2,8 +2,9 @@
 
 ``tracetables serve`` uses it when no database DSN is configured (a durable data
 directory reused across runs), and the test suite for throwaway clusters
-(``durable=False``).  The server listens on a Unix socket only, in a private (0700)
-directory; local connections are trusted, TCP is off.  As root, the server runs as
+(``durable=False``).  The server listens on a Unix socket in a private (0700)
+directory, where the owner role is trusted; TCP is off unless ``listen_host`` is set
+(loopback), and TCP connections need a password (scram-sha-256).  As root, the server runs as
 the ``postgres`` user (else ``nobody``), since PostgreSQL refuses to run as root.
 """
 
@@ -34,13 +35,19 @@ logger = logging.getLogger(__name__)
 
 _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _LOG_TAIL_LINES = 20
-_RESERVED_SETTINGS = frozenset({"port", "listen_addresses", "unix_socket_directories"})
+_RESERVED_SETTINGS = frozenset({"port", "listen_addresses", "unix_socket_directories", "hba_file"})
+_HBA_FILE = "tracetables_hba.conf"
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
 _BINARIES = ("initdb", "pg_ctl", "postgres")
 
 
 class EmbeddedPostgresError(RuntimeError):
     """A step of managing the embedded server failed; says which, with the server log tail."""
+
+
+class NoClusterError(EmbeddedPostgresError):
+    """The data directory holds no cluster, and this caller may not create one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,11 @@ class EmbeddedPostgresConfig:
         user: Superuser name given to initdb; the DSN connects as this role.
         durable: False turns off fsync, synchronous_commit and full_page_writes.
         extra_settings: More postgresql.conf settings, passed as ``-c name=value``.
-        port: Port number; with a private socket dir it only names the socket file.
+        port: Port number; names the socket file, and is the TCP port with ``listen_host``.
+        listen_host: Loopback address to accept TCP connections on (password required);
+            empty: Unix socket only.
+        create: False: fail with :class:`NoClusterError` (creating nothing) when
+            ``data_dir`` holds no cluster, instead of running initdb.
     """
 
     data_dir: Path
@@ -62,6 +73,8 @@ class EmbeddedPostgresConfig:
     durable: bool = True
     extra_settings: Mapping[str, str] = field(default_factory=dict)
     port: int = 5432
+    listen_host: str = ""
+    create: bool = True
 
 
 def find_pg_bindir() -> Path:
@@ -127,6 +140,11 @@ def _can_traverse(path: Path, who: pwd.struct_passwd) -> bool:
     return bool(st.st_mode & (stat.S_IXGRP if in_group else stat.S_IXOTH))
 
 
+def _quoted(path: Path) -> str:
+    """A path as a double-quoted postgresql.conf value."""
+    return '"' + str(path).replace('"', '""') + '"'
+
+
 def _pid_state(pid: int) -> str:
     """'alive', 'zombie' (exited, not reaped yet) or 'dead'."""
     try:
@@ -181,13 +199,16 @@ class EmbeddedPostgres:
         config: Where the cluster lives and how the server is set up.
 
     Raises:
-        ValueError: ``extra_settings`` has a malformed or reserved setting name.
+        ValueError: ``extra_settings`` has a malformed or reserved setting name, or
+            ``listen_host`` is not a loopback address.
     """
 
     def __init__(self, config: EmbeddedPostgresConfig) -> None:
         for name in config.extra_settings:
             if not _SETTING_NAME.match(name) or name in _RESERVED_SETTINGS:
                 raise ValueError(f"extra_settings: {name!r} is not a setting you may pass")
+        if config.listen_host and config.listen_host not in _LOOPBACK_HOSTS:
+            raise ValueError(f"listen_host: loopback only (127.0.0.1, ::1 or localhost), got {config.listen_host!r}")
         self._config = config
         self._data_dir = Path(config.data_dir).expanduser().resolve()
         self._pid_file = self._data_dir / "postmaster.pid"
@@ -225,6 +246,10 @@ class EmbeddedPostgres:
             return self._dsn
         began = time.monotonic()
         deadline, data_dir, cfg = began + timeout, self._data_dir, self._config
+        if not cfg.create and not (data_dir / "PG_VERSION").is_file():
+            raise NoClusterError(
+                f"no database cluster in {data_dir}; create it with `tracetables serve` or "
+                "`tracetables db migrate` (or point --config at the config that made it)")
         self._bindir, self._run_user = find_pg_bindir(), _run_as()
         self._prepare_data_dir()
         old_pid = _read_pid(self._pid_file)
@@ -235,6 +260,7 @@ class EmbeddedPostgres:
         if not (data_dir / "PG_VERSION").exists():
             self._initdb(deadline)
         log_file = self._private_dir(data_dir / "log") / "server.log"
+        hba_file = self._write_hba()
         socket_dir = self._socket_dir()
         # postgres clears a crashed server's lock files itself, but it takes a pid that
         # exited and was not reaped yet (a zombie, under a lax init) for a live server.
@@ -256,8 +282,8 @@ class EmbeddedPostgres:
         if not cfg.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         settings.update(cfg.extra_settings)
-        settings.update(listen_addresses="", port=str(cfg.port),
-                        unix_socket_directories='"' + str(socket_dir).replace('"', '""') + '"')
+        settings.update(listen_addresses=cfg.listen_host, port=str(cfg.port), hba_file=str(hba_file),
+                        unix_socket_directories=_quoted(socket_dir))
         options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
         log_offset = log_file.stat().st_size if log_file.exists() else 0
         wait = max(1, math.ceil(deadline - time.monotonic()))
@@ -279,8 +305,9 @@ class EmbeddedPostgres:
             self.stop()
             raise EmbeddedPostgresError(f"creating database {cfg.database!r} failed: {exc}") from exc
         self._dsn = dsn
-        logger.info("embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s (%.2fs)",
-                    data_dir, self._pid, socket_dir, time.monotonic() - began)
+        logger.info("embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s tcp=%s (%.2fs)",
+                    data_dir, self._pid, socket_dir, f"{cfg.listen_host}:{cfg.port}" if cfg.listen_host else "off",
+                    time.monotonic() - began)
         return dsn
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -334,6 +361,23 @@ class EmbeddedPostgres:
     def _private_dir(self, path: Path) -> Path:
         path.mkdir(mode=0o700, exist_ok=True)
         path.chmod(0o700)
+        if self._run_user:
+            os.chown(path, self._run_user.pw_uid, self._run_user.pw_gid)
+        return path
+
+    def _write_hba(self) -> Path:
+        """The client authentication rules, rewritten on every start (so a reused data dir
+        gets them too): the owner role over the socket trusted, everyone else, and TCP
+        from loopback, by scram-sha-256 password; nothing else is accepted."""
+        path = self._data_dir / _HBA_FILE
+        user = self._config.user.replace('"', '""')
+        path.write_text(
+            "# Written by tracetables on each start of the embedded server; edits are lost.\n"
+            f'local all "{user}" trust\n'
+            "local all all scram-sha-256\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n", encoding="utf-8")
+        path.chmod(0o600)
         if self._run_user:
             os.chown(path, self._run_user.pw_uid, self._run_user.pw_gid)
         return path

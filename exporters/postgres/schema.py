@@ -3,6 +3,10 @@
 Migrations are the numbered ``migrations/NNNN_name.sql`` files, applied in order, each in
 its own transaction, under an advisory lock so that two collectors starting together
 do not race. Applied versions are recorded in ``tracetables_migrations``.
+
+A migration that adds a view or a query function ends with ``SELECT tt_grant_reader_access();``
+(0010), so the ``tracetables_reader`` role can read it; ``tests/test_reader_access.py``
+reads every view as a reader and fails on one it cannot.
 """
 
 from __future__ import annotations

@@ -8,14 +8,29 @@ every component has shut down, so an embedded server outlives all of its users.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tracetables.collector.errors import ConfigError
 
-from .config import PostgresExporterConfig
+from .config import PostgresExporterConfig, listen_address, user_data_dir
 from .embedded import EmbeddedPostgres, EmbeddedPostgresConfig
+
+
+def embedded_server_config(config: PostgresExporterConfig, create: bool = True) -> EmbeddedPostgresConfig:
+    """The embedded server's settings from the exporter's ``embedded`` section.
+
+    An empty ``data_dir`` (a config built without :func:`~tracetables.collector.config.parse_config`)
+    is the per-user directory; ``create=False`` makes start fail instead of running initdb.
+    """
+    embedded = config.embedded
+    data_dir = Path(embedded.data_dir) if embedded.data_dir else user_data_dir(os.environ)
+    if not embedded.listen:
+        return EmbeddedPostgresConfig(data_dir=data_dir, create=create)
+    host, port = listen_address(embedded.listen, "exporters.postgres.embedded.listen")
+    return EmbeddedPostgresConfig(data_dir=data_dir, listen_host=host, port=port, create=create)
 
 
 class PostgresStore:
@@ -43,7 +58,7 @@ class PostgresStore:
             if self._config.dsn:
                 self._dsn = self._config.dsn
             else:
-                embedded = EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=Path(self._config.embedded.data_dir)))
+                embedded = EmbeddedPostgres(embedded_server_config(self._config))
                 self._dsn = await asyncio.to_thread(embedded.start)
                 self._embedded = embedded
             return self._dsn
