@@ -21,7 +21,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 DATA = Path(__file__).parent / "testdata" / "otlp_json"
 
 
-@pytest.mark.parametrize("fixture", ["all-fields.json", "examples-trace.json"])
+@pytest.mark.parametrize("fixture", ["all-fields.json", "own-trace.json"])
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
 def test_http_json_fixture_stored_as_sent(fixture: str, encoding: str, collector: RunningCollector, conn: Conn) -> None:
     """A spec-shaped JSON request (nested kvlist/array, bytes, events, links) reads back from SQL as sent."""
@@ -163,8 +163,8 @@ def test_concurrent_requests_share_group_commits(dsn: str) -> None:
 
 def test_http_json_with_charset_parameter_is_accepted(collector: RunningCollector, conn: Conn) -> None:
     """``application/json; charset=utf-8`` is JSON: media type parameters do not change the answer."""
-    body = (DATA / "examples-trace.json").read_bytes()
+    body = (DATA / "own-trace.json").read_bytes()
     reply = http_post(collector.http_port, body, "application/json; charset=utf-8")
     assert reply.status == 200, reply.body
     assert reply.headers["content-type"].startswith("application/json")
-    assert conn.execute("SELECT count(*) FROM spans").fetchone() == (1,)
+    assert conn.execute("SELECT count(*) FROM spans").fetchone() == (2,)  # own-trace.json holds two spans

@@ -74,7 +74,7 @@ def test_sql_sees_escaped_form_and_tt_unescape_decodes(collector: RunningCollect
     assert row == ("a\x1a0b\x1a\x1ac", b"a\x00b\x1ac", "a<NUL>b\x1ac", "v\x1a0\x1a\x1a0", b"v\x00\x1a0", b"plain", "plain")
 
 
-@pytest.mark.parametrize("name", ["edge-cases.json", "all-fields.json", "examples-trace.json"])
+@pytest.mark.parametrize("name", ["edge-cases.json", "all-fields.json", "own-trace.json"])
 def test_otlp_json_fixture_over_http_is_stored_and_reads_back_equal(
     name: str, collector: RunningCollector, conn: Conn
 ) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
@@ -137,7 +137,7 @@ SECRET_VALUES = st.sampled_from([s["value"] for s in SECRETS])
 TEXT = st.one_of(st.text(max_size=60), SECRET_VALUES, st.sampled_from(CLEAN))
 MIXED = st.lists(TEXT, max_size=5).map(" ".join)
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | MIXED,
+    st.none() | st.booleans() | st.integers() | st.sampled_from([4111111111111111, 5500000000000004]) | st.floats(allow_nan=False, allow_infinity=False) | MIXED,
     lambda children: st.lists(children, max_size=4)
     | st.dictionaries(st.one_of(st.sampled_from(["email", "password", "name", "x", "apiKey"]), st.text(max_size=8)),
                       children, max_size=4),
@@ -155,14 +155,52 @@ def test_text_masking_never_raises_and_is_idempotent(text: str) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(value=JSON_VALUES)
+@example(value={"n": 4111111111111111})  # was masked to {"n": [CARD]}: not JSON
+@example(value=[1, 4111111111111111, {"x": [4111111111111111]}])
 def test_json_stays_json_and_masking_is_idempotent(value: Any) -> None:
     text = json.dumps(value)
     once = mask(text)
-    json.loads(once)  # still valid JSON
-    assert mask(once) == once
     hashed = mask(text, HASHER)
-    json.loads(hashed)
+    if isinstance(value, (dict, list)):  # JSON text; a bare scalar is free text ("4111…" -> [CARD])
+        json.loads(once)  # still valid JSON
+        json.loads(hashed)
+    assert mask(once) == once
     assert mask(hashed, HASHER) == hashed
+
+
+@pytest.mark.parametrize("text, masked", [
+    ('{"n": 4111111111111111}', '{"n": "[CARD]"}'),
+    ('[1,4111111111111111]', '[1, "[CARD]"]'),  # right after a comma
+    ('[4111111111111111, 2]', '["[CARD]", 2]'),  # first in an array, a comma after it
+    ('{"a": [4111111111111111], "b": 5500000000000004}', '{"a": ["[CARD]"], "b": "[CARD]"}'),
+    ('{"note": "call 4111111111111111, ok"}', '{"note": "call 4111111111111111, ok"}'),  # in a string: free-text rules
+    ('[4111111111111112]', '[4111111111111112]'),  # Luhn fails
+    ('[-4111111111111111, 4111111111111111.5]', '[-4111111111111111, 4111111111111111.5]'),  # no card numbers
+    ('[4111111111111111e5]', '[4111111111111111e5]'),  # a float: left as it was, never "[CARD]e5"
+])  # fmt: skip
+@pytest.mark.parametrize("masker", ["compiled", "reference"])
+def test_a_bare_json_card_number_becomes_a_json_string(text: str, masked: str, masker: str) -> None:
+    m = MASKER if masker == "compiled" else REFERENCE
+    counts: Counter[str] = Counter()
+    once = m.text(text, counts)
+    assert once == masked
+    assert counts["card"] == masked.count("[CARD]")
+    json.loads(once)
+    assert m.text(once, Counter()) == once
+
+
+def test_a_bare_json_card_number_is_hashed_in_hash_mode() -> None:
+    once = mask('{"n": [1,4111111111111111]}', HASHER)
+    token = mask("4111111111111111", HASHER)
+    assert token.startswith("[CARD:") and json.loads(once) == {"n": [1, token]}
+    assert mask(once, HASHER) == once
+
+
+def test_a_bare_json_card_number_is_left_when_the_card_detector_is_off() -> None:
+    from tracetables.collector.processors.masking.detectors import DETECTORS
+
+    no_cards = Masker(KeyMatcher(DEFAULT_KEYS), detectors=tuple(d for d in DETECTORS if d.kind != "card"))
+    assert no_cards.text('[1,4111111111111111]', Counter()) == '[1,4111111111111111]'
 
 
 ANY_VALUES = st.recursive(

@@ -82,23 +82,42 @@ def _decode_error(body: bytes) -> str:
 # --- valid bodies -----------------------------------------------------------
 
 
-def test_decode_official_example_matches_its_content() -> None:
-    """The OpenTelemetry project's own example (upper-case hex ids) decodes field by field."""
-    request = decode_trace_request_json((TESTDATA / "examples-trace.json").read_bytes())
+def test_decode_own_trace_fixture_matches_its_content() -> None:
+    """Our spec-written fixture (upper-case hex ids, string int64s, enum ints) decodes field by field."""
+    request = decode_trace_request_json((TESTDATA / "own-trace.json").read_bytes())
     (resource_spans,) = request.resource_spans
-    assert _attrs(resource_spans.resource.attributes)["service.name"].string_value == "my.service"
+    resource = _attrs(resource_spans.resource.attributes)
+    assert resource["service.name"].string_value == "tracetables.fixture"
+    assert resource["service.instance.number"].int_value == 7
+    assert resource["host.cpu.share"].double_value == 0.25
+    assert resource["deployment.canary"].HasField("bool_value") and not resource["deployment.canary"].bool_value
+    assert resource["build.digest"].bytes_value == bytes.fromhex("deadbeef")
+    assert [v.WhichOneof("value") for v in resource["team.owners"].array_value.values] == ["string_value", "int_value"]
+    region = {kv.key: kv.value for kv in resource["region"].kvlist_value.values}
+    assert region["name"].string_value == "north"
+    assert [v.string_value for v in region["zones"].array_value.values] == ["a", "b"]
+    assert resource_spans.resource.dropped_attributes_count == 1
     (scope_spans,) = resource_spans.scope_spans
-    assert (scope_spans.scope.name, scope_spans.scope.version) == ("my.library", "1.0.0")
-    assert _attrs(scope_spans.scope.attributes)["my.scope.attribute"].string_value == "some scope attribute"
-    (span,) = scope_spans.spans
-    assert span.trace_id == bytes.fromhex("5b8efff798038103d269b633813fc60c")
-    assert span.span_id == bytes.fromhex("eee19b7ec3c1b174")
-    assert span.parent_span_id == bytes.fromhex("eee19b7ec3c1b173")
-    assert span.name == "I'm a server span"
-    assert span.kind == Span.SPAN_KIND_SERVER
-    assert span.start_time_unix_nano == 1544712660000000000
-    assert span.end_time_unix_nano == 1544712661000000000
-    assert _attrs(span.attributes)["my.span.attr"].string_value == "some value"
+    assert (scope_spans.scope.name, scope_spans.scope.version) == ("tracetables.tests.fixture", "0.3.1")
+    assert _attrs(scope_spans.scope.attributes)["fixture.author"].string_value == "tracetables tests"
+    server, client = scope_spans.spans
+    assert server.trace_id == client.trace_id == bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+    assert server.span_id == bytes.fromhex("b7ad6b7169203331") and server.parent_span_id == b""
+    assert client.parent_span_id == server.span_id and client.span_id == bytes.fromhex("00f067aa0ba902b7")
+    assert (server.name, server.kind, client.kind) == ("POST /orders", Span.SPAN_KIND_SERVER, Span.SPAN_KIND_CLIENT)
+    assert server.start_time_unix_nano == 1700000000000000000
+    assert server.end_time_unix_nano == 1700000000250000000
+    assert _attrs(server.attributes)["http.response.status_code"].int_value == 201
+    (event,) = server.events
+    assert (event.name, event.time_unix_nano) == ("order.validated", 1700000000100000000)
+    assert _attrs(event.attributes)["order.items"].int_value == 3
+    assert server.status.code == 1
+    assert (client.status.code, client.status.message) == (2, "deadlock detected")
+    assert (client.trace_state, client.dropped_attributes_count) == ("tt=1", 2)
+    (link,) = client.links
+    assert link.trace_id == bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+    assert link.span_id == bytes.fromhex("53995c3f42cd8ad8")
+    assert _attrs(link.attributes)["link.reason"].string_value == "retry of"
 
 
 def test_decode_all_fields_fixture_sets_every_field() -> None:
@@ -592,7 +611,7 @@ def test_encode_follows_otlp_json_conventions() -> None:
     assert "parentSpanId" not in encoded  # empty ids are omitted
 
 
-@pytest.mark.parametrize("name", ["examples-trace.json", "all-fields.json"])
+@pytest.mark.parametrize("name", ["own-trace.json", "all-fields.json"])
 def test_roundtrip_fixture_decode_encode_decode_is_stable(name: str) -> None:
     """Decoding a fixture, encoding it and decoding again gives the same request."""
     request = decode_trace_request_json((TESTDATA / name).read_bytes())

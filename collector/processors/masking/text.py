@@ -35,6 +35,9 @@ _PLACEHOLDER = re.compile(r"\[[A-Z_]+(?::[a-p]{16})?\]")
 _CLEAN_MAX_LEN = 256  # values up to this long are remembered once found clean
 _CLEAN_CACHE = 50_000  # at most this many (about 5 MB)
 _MAX_DEPTH = 64  # deeper JSON is masked as text only (no key-based pass below it)
+# A bare JSON integer (outside strings) that could be a card: it becomes the string "[CARD]".
+_BARE_CARD = re.compile(r"(?<![\w.+-])[2-6]\d{12,18}(?![\d.])", re.ASCII)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 class Masker:
@@ -58,6 +61,7 @@ class Masker:
         self._clean: set[str] = set()  # short values already found clean
         literals = sorted({t for d in detectors if not d.window for t in d.triggers})
         self._literals = tuple(literals)
+        self._card = next((d for d in detectors if d.kind == "card"), None)
         self._bits = [sum(1 << literals.index(t) for t in d.triggers) if not d.window else 0 for d in detectors]
 
     @property
@@ -110,7 +114,7 @@ class Masker:
                 return value  # the compiled scan found nothing any detector could match
         if value[:1] in ("{", "[") or value.lstrip()[:1] in ("{", "["):
             keys = [value[a:b] for a, b in scan[4]] if scan is not None else json_keys(value)
-            if "\\u" in value or self._has_sensitive_key(keys):
+            if "\\u" in value or self._has_sensitive_key(keys) or self._bare_card(value, scan):
                 masked = self._json_text(value, counts)
                 if masked is not None:
                     return masked
@@ -130,6 +134,22 @@ class Masker:
             if "\\" in key or sensitive(key):
                 return True
         return False
+
+    def _bare_card(self, value: str, scan: Scan | None) -> bool:
+        """Whether JSON text holds a card number as a bare integer (masked structurally:
+        patterns on the text would leave an unquoted placeholder, or miss it after a comma)."""
+        if self._card is None:
+            return False
+        ranges = [(0, len(value))] if scan is None else [(a, min(b + 1, len(value))) for a, b in scan[1]]
+        for pos, endpos in ranges:
+            for m in _BARE_CARD.finditer(value, pos, endpos):
+                if self._card_int(m.group()) and not _inside_string(value, m.start()):
+                    return True
+        return False
+
+    def _card_int(self, digits: str) -> bool:
+        fit = self._card.fit if self._card is not None else None
+        return fit is not None and fit(digits) == len(digits)
 
     def _json_text(self, value: str, counts: Counter[str]) -> str | None:
         """Parse, mask, re-serialize; None when ``value`` is not a JSON object or array."""
@@ -224,6 +244,12 @@ class Masker:
         """Mask a parsed JSON value: keys by name, strings by pattern, recursively."""
         if isinstance(value, str):
             return self.patterns(value, counts)
+        if type(value) is int and value > 0 and self._card is not None:
+            digits = str(value)
+            if _BARE_CARD.fullmatch(digits) and self._card_int(digits):
+                counts[self._card.kind] += 1
+                return self.token(self._card.placeholder, digits)  # a JSON string now
+            return value
         if depth >= _MAX_DEPTH:
             if isinstance(value, (dict, list)):
                 text = json.dumps(value, ensure_ascii=False)
@@ -271,6 +297,16 @@ def json_keys(value: str) -> list[str]:
                 keys.append(value[start:i])
             start = -1
     return keys
+
+
+def _inside_string(text: str, pos: int) -> bool:
+    """Whether ``pos`` of JSON text lies inside a string literal."""
+    for m in _JSON_STRING.finditer(text):
+        if m.start() >= pos:
+            return False
+        if pos < m.end():
+            return True
+    return False
 
 
 def _reparse(text: str, fallback: Any) -> Any:
