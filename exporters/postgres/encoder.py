@@ -58,10 +58,11 @@ class EncodedBatch:
 
 
 def serialize(batch: SpanBatch) -> bytes:
-    """The batch as ``ExportTraceServiceRequest`` bytes, without copying its messages."""
+    """The batch as ``ExportTraceServiceRequest`` bytes, reusing each message's cached
+    serialization (see ``SpanBatch.serialized``)."""
     parts = []
-    for rs in batch.resource_spans:
-        body = rs.SerializeToString()
+    for i in range(len(batch.resource_spans)):
+        body = batch.serialized(i)
         parts.append(b"\x0a" + _varint(len(body)) + body)  # field 1, length-delimited
     return b"".join(parts)
 
