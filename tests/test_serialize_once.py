@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
+from tests.processors.test_masking import ANY_VALUES, MIXED
 from tracetables.collector import batch as batch_module
 from tracetables.collector.batch import SpanBatch, StaleEncodingError
 from tracetables.collector.component import ExportResult, Host
@@ -187,3 +190,29 @@ def test_each_fan_out_pipeline_encodes_its_own_changes() -> None:
     asyncio.run(fan.consume(batch))
     assert [s["name"] for s in _spans(plain.payloads[0])] == ["GET /orders"]
     assert [s["name"] for s in _spans(renaming.payloads[0])] == ["renamed"]
+
+
+KEYS = st.sampled_from(["note", "secret", "user.email", "url.full", "url.query", "http.request.header.authorization",
+                        "flow.call.request", "flow.node.details", "flow.state.before", "flow.trace_level", "flow.id"])
+VALUES = st.one_of(ANY_VALUES, st.sampled_from([
+    "https://u:p@h.example/x?token=1&a=2", "https://h.example/x", "sig=abc&page=2", "minimal", "verbose",
+    '{"conditions": [1, 2], "inputs": {"a": 1}}', "x" * 1500]).map(lambda t: AnyValue(string_value=t)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(spans=st.lists(st.tuples(MIXED, st.lists(st.tuples(KEYS, VALUES), max_size=5)), min_size=1, max_size=4),
+       resource=st.lists(st.tuples(KEYS, VALUES), max_size=2))
+def test_the_default_processors_mark_every_change(spans: list[tuple[str, list[tuple[str, AnyValue]]]],
+                                                  resource: list[tuple[str, AnyValue]]) -> None:
+    """Whatever the spans hold, the bytes handed on are the messages' own after every step."""
+    rs = ResourceSpans()
+    rs.resource.attributes.extend(KeyValue(key=k, value=v) for k, v in resource)
+    ss = rs.scope_spans.add()
+    for n, (name, attrs) in enumerate(spans):
+        span = ss.spans.add(trace_id=b"\x01" * 16, span_id=bytes([0] * 7 + [n + 1]), name=name)
+        span.attributes.extend(KeyValue(key=k, value=v) for k, v in attrs)
+    batch = SpanBatch([rs], len(spans))
+    for step in _default_chain():
+        batch = step(batch)  # type: ignore[operator]
+        batch.verify(type(step).__name__)
+    assert serialize(batch) == serialize(SpanBatch(batch.resource_spans, batch.span_count))
