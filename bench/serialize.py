@@ -7,7 +7,7 @@ then the postgres exporter's encoder (``serialize`` and the compiled ``encode_re
 Each of the three processors' gates reads the serialized ``ResourceSpans``, and so does
 the encoder: this measures what that costs, and what reusing the bytes saves.
 
-    .venv/bin/python bench/serialize.py [--workload mixed|raw] [--requests 8] [--spans 512] [--reps 11]
+    .venv/bin/python bench/serialize.py [--workload mixed|raw] [--requests 8] [--spans 512] [--reps 21]
 
 Requests are the ingest bench's own (``--workload``), decoded afresh before each timed
 pass (the processors change messages in place); GC is off while timing; the best pass of
@@ -34,6 +34,7 @@ from tracetables.collector.processors.webhook_redaction import WebhookRedactionC
 from tracetables.exporters.postgres.encoder import encode_request, serialize
 
 Pass = Callable[[list[SpanBatch]], int]
+SERIALIZED: list[int] = []  # serializations of the last merged batch, where the tree counts them
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workload", choices=WORKLOADS, default="mixed", help="the ingest bench's requests (default mixed)")
     p.add_argument("--requests", type=int, default=8, help="requests merged into one export (default 8)")
     p.add_argument("--spans", type=int, default=512, help="spans per request (default 512)")
-    p.add_argument("--reps", type=int, default=11, help="timed passes per variant (default 11)")
+    p.add_argument("--reps", type=int, default=21, help="timed passes per variant (default 21)")
     p.add_argument("--seed", type=int, default=7, help="seed of the requests (default 7)")
     args = p.parse_args(argv)
     if min(args.requests, args.spans, args.reps) <= 0:
@@ -60,7 +61,10 @@ def full_path() -> Pass:
             for step in steps:
                 batch = step(batch)
             done.append(batch)
-        return encode_request(serialize(SpanBatch.merge(done))).rows
+        merged = SpanBatch.merge(done)
+        rows = encode_request(serialize(merged)).rows
+        SERIALIZED[:] = [getattr(merged, "serializations", -1)]
+        return rows
     return run
 
 
@@ -107,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({rs_count} ResourceSpans), best of {args.reps} passes, fresh messages each")
     for name, _ in variants:
         print(f"{name:<22} {min(times[name]):6.2f} us/span  median {statistics.median(times[name]):6.2f}")
+    count = SERIALIZED[0] if SERIALIZED else -1
+    print("serializations         " + (f"{count / rs_count:.1f} per ResourceSpans on the full path" if count >= 0
+                                       else "not counted by this tree (before SpanBatch.serialized: 4 per ResourceSpans)"))
     return 0
 
 

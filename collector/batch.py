@@ -91,6 +91,10 @@ class SpanBatch:
                     f"{stage} changed resource_spans[{i}] without calling SpanBatch.changed({i}): "
                     "its cached bytes are stale")
 
+    def release(self) -> None:
+        """Drop every cached serialization (the bytes are no longer needed: encoded)."""
+        self._encoded.clear()
+
     def copy(self) -> SpanBatch:
         """A batch of copies of the messages, with the cached bytes (they are the same)."""
         from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
@@ -107,12 +111,16 @@ class SpanBatch:
 
     @classmethod
     def merge(cls, batches: list[SpanBatch]) -> SpanBatch:
-        """One batch holding the messages of all ``batches``, in order (no copies), and
-        their cached bytes."""
+        """One batch holding the messages of all ``batches``, in order (no copies).
+
+        Their cached bytes move to it: the merged batch is the one exported, and its
+        exporter may :meth:`release` them. A part read again serializes again.
+        """
         merged = cls()
         for batch in batches:
             merged.resource_spans.extend(batch.resource_spans)
             merged.span_count += batch.span_count
             merged.serializations += batch.serializations
             merged._encoded.update(batch._encoded)
+            batch._encoded = {}
         return merged

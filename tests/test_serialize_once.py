@@ -171,11 +171,12 @@ def test_trace_level_marks_the_details_it_reduces() -> None:
     assert '"@items": 2' in details and '"@keys"' in details
 
 
-def test_merge_and_fan_out_copies_keep_the_cache() -> None:
+def test_merge_and_fan_out_copies_carry_the_cache() -> None:
     a, b = SpanBatch([_rs()], 1), SpanBatch([_rs(name="other")], 1)
     a.serialized(0)
+    cached = a.serialized(0)
     merged = SpanBatch.merge([a, b])
-    assert merged.serialized(0) is a.serialized(0)
+    assert merged.serialized(0) is cached
     copy = merged.copy()
     assert copy.resource_spans[0] is not merged.resource_spans[0]
     assert copy.serialized(0) is merged.serialized(0)
@@ -216,3 +217,14 @@ def test_the_default_processors_mark_every_change(spans: list[tuple[str, list[tu
         batch = step(batch)  # type: ignore[operator]
         batch.verify(type(step).__name__)
     assert serialize(batch) == serialize(SpanBatch(batch.resource_spans, batch.span_count))
+
+
+def test_the_encoder_releases_the_bytes_it_has_used() -> None:
+    from tracetables.exporters.postgres.encoder import RowEncoder
+
+    batch = SpanBatch([_rs()], 1)
+    batch.serialized(0)
+    encoded = asyncio.run(RowEncoder(0).encode(batch))
+    assert encoded.rows == 1
+    assert batch.serialized(0) == batch.resource_spans[0].SerializeToString()
+    assert batch.serializations == 2  # released after encoding: read again, serialized again

@@ -63,7 +63,8 @@ def serialize(batch: SpanBatch) -> bytes:
     parts = []
     for i in range(len(batch.resource_spans)):
         body = batch.serialized(i)
-        parts.append(b"\x0a" + _varint(len(body)) + body)  # field 1, length-delimited
+        parts.append(b"\x0a" + _varint(len(body)))  # field 1, length-delimited
+        parts.append(body)  # not concatenated here: join copies each body once
     return b"".join(parts)
 
 
@@ -133,6 +134,7 @@ class RowEncoder:
         the batch encoded again once. Raises ``RetryableError`` if that fails too.
         """
         payload = serialize(batch)
+        batch.release()  # the payload holds the bytes now; the batch waits for the commit without them
         for attempt in (1, 2):
             pool = self._pool
             if pool is None:
