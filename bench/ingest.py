@@ -47,6 +47,8 @@ from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPo
 from tracetables.exporters.postgres.schema import migrate
 
 MASKING_PROCESSORS = ("pii_masking", "webhook_redaction")  # as in the shipped default-config.yaml
+DEFAULT_PROCESSORS = ("memory_limiter", "trace_level", *MASKING_PROCESSORS)  # default-config.yaml's chain before batch
+KNOWN_PROCESSORS = frozenset(DEFAULT_PROCESSORS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-masking", action="store_true",
                    help="measure with processors [batch], then [pii_masking, webhook_redaction, batch], "
                         "instead of the COPY ceiling or the projections comparison")
+    p.add_argument("--processors", metavar="LIST", default="",
+                   help="processors before batch in a single run, comma-separated, each at its defaults; "
+                        "'default': memory_limiter,trace_level,pii_masking,webhook_redaction (default: none)")
     p.add_argument("--projections", action=argparse.BooleanOptionalAction, default=None,
                    help="the exporter's projections setting, in every phase (default: the project default, on); "
                         "not with --compare-projections")
@@ -82,6 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--duration, --streams, --spans-per-request must be > 0; --attributes, --warmup >= 0")
     if args.compare_masking and args.compare_projections:
         p.error("--compare-masking and --compare-projections are two different runs: choose one")
+    names = [n.strip() for n in args.processors.split(",") if n.strip()]
+    args.processors = DEFAULT_PROCESSORS if names == ["default"] else tuple(names)
+    unknown = sorted(set(args.processors) - KNOWN_PROCESSORS)
+    if unknown:
+        p.error(f"--processors: unknown processor {unknown[0]!r}; known: default, {', '.join(DEFAULT_PROCESSORS)}")
+    if args.processors and (args.compare_masking or args.compare_projections):
+        p.error("--processors is for a single run (with --no-compare-projections for --workload mixed)")
     if args.compare_projections is None:
         args.compare_projections = args.workload == "mixed" and not args.compare_masking
     if args.compare_projections and args.projections is not None:
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.compare_projections:
                 ok = compare_projections(args, dsn, postmaster, workdir, stack, server)
             else:
-                e2e = run_e2e(args, dsn, postmaster, workdir, stack, args.projections)
+                e2e = run_e2e(args, dsn, postmaster, workdir, stack, args.projections, processors=args.processors)
                 print(f"e2e done: {e2e.rate:,.0f} spans/s; {e2e.stored:,} spans stored")
                 ceilings = run_ceilings(dsn, args, e2e.stored, postmaster)
                 ok = summary(args, e2e, ceilings, server, embedded=not args.dsn)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
 COLLECTOR_CMD = "from tracetables.collector.cli import main; main()"
+# Settings default-config.yaml gives where the processor's own defaults differ (or are none).
+_PROCESSOR_DEFAULTS = {"memory_limiter": "{check_interval: 200ms, limit_percentage: 80, spike_limit_percentage: 25}"}
 
 
 def free_port() -> int:
@@ -29,9 +31,13 @@ def collector_config(port: int, dsn: str, batch_timeout: str | None = None, num_
     """gRPC on loopback, no HTTP, the batch processor and postgres exporter on ``dsn``, with
     project defaults unless ``batch_timeout`` / ``num_consumers`` / ``encoding_workers`` /
     ``projections`` are given. ``processors`` (e.g. ``pii_masking``, ``webhook_redaction``)
-    run before ``batch``, in that order, each with its defaults."""
+    run before ``batch``, in that order, each with its defaults (``trace_level`` with the
+    ``tracing_config`` extension on the same database, as in ``default-config.yaml``)."""
     batch = f'{{timeout: "{batch_timeout}"}}' if batch_timeout else "{}"
-    before = "".join(f"\n  {name}: {{}}" for name in processors)
+    before = "".join(f"\n  {name}: {_PROCESSOR_DEFAULTS.get(name, '{}')}" for name in processors)
+    extensions = ""
+    if "trace_level" in processors:
+        extensions = "extensions:\n  tracing_config: {}\n"
     chain = ", ".join([*processors, "batch"])
     consumers = f"\n    sending_queue: {{num_consumers: {num_consumers}}}" if num_consumers else ""
     if encoding_workers is not None:
@@ -49,13 +55,13 @@ processors:{before}
 exporters:
   postgres:
     dsn: {quoted}{consumers}
-service:
+{extensions}service:
   pipelines:
     traces:
       receivers: [otlp]
       processors: [{chain}]
       exporters: [postgres]
-  telemetry:
+{"  extensions: [tracing_config]" + chr(10) if extensions else ""}  telemetry:
     logs:
       level: info
 """

@@ -175,7 +175,8 @@ def summary(args: argparse.Namespace, e2e: E2eResult, ceilings: list[copy_ceilin
     """Print the summary of a single run against the ceiling; True when the run is valid."""
     best = max(ceilings, key=lambda c: c.rows_per_second)
     ratio = e2e.rate / best.rows_per_second if best.rows_per_second else 0.0
-    lines = _header(args, server, embedded) + [_workload(args, e2e)] + _e2e(e2e) + _checks(e2e) + [
+    pipeline = [f"pipeline     [{', '.join([*e2e.processors, 'batch'])}] (processor defaults)"]
+    lines = _header(args, server, embedded) + [_workload(args, e2e)] + pipeline + _e2e(e2e) + _checks(e2e) + [
         f"ceiling      {best.rows_per_second:,.0f} rows/s, COPY alone over {best.connections} connection(s) "
         f"({best.rows:,} rows in {best.seconds:.1f} s); "
         + "; ".join(f"{c.connections} conn: {c.rows_per_second:,.0f} rows/s" for c in ceilings),

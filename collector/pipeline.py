@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
-
 from .component import Exporter, ExportResult, Processor
 from .telemetry import Telemetry
 
+from . import batch as _batch
 from .batch import SpanBatch
 from .consumer import ConsumeResult
 from .processors.batch import BatchProcessor
@@ -54,6 +53,8 @@ class Pipeline:
             if t is not None:
                 t.processor_incoming.labels(pid).inc(batch.span_count)
             batch = processor(batch)
+            if _batch.check_encoded:
+                batch.verify(f"processor {pid!r}")
             if t is not None:
                 t.processor_outgoing.labels(pid).inc(batch.span_count)
         if self._batcher is not None:
@@ -112,16 +113,8 @@ class FanOut:
         """Consume in every pipeline; the result is the worst of theirs."""
         if len(self._pipelines) == 1:
             return await self._pipelines[0].consume(batch)
-        copies = [batch] + [_copy(batch) for _ in self._pipelines[1:]]
+        copies = [batch] + [batch.copy() for _ in self._pipelines[1:]]
         results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies, strict=True)))
         worst = max(results, key=lambda r: r.rejected_spans)
         return worst
 
-
-def _copy(batch: SpanBatch) -> SpanBatch:
-    copies = []
-    for rs in batch.resource_spans:
-        dup = ResourceSpans()
-        dup.CopyFrom(rs)
-        copies.append(dup)
-    return SpanBatch(copies, batch.span_count)

@@ -8,6 +8,11 @@ PostgreSQL binaries for the session.
 from __future__ import annotations
 
 import os
+
+# Before anything imports the collector: every reuse of a batch's cached serialization is
+# checked, so a processor that changes a message without SpanBatch.changed fails the suite.
+os.environ["TRACETABLES_CHECK_ENCODED"] = "1"
+
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path

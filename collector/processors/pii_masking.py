@@ -81,9 +81,13 @@ class PiiMaskingProcessor(StatelessLifecycle):
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         walk = self._walker.mask
+        gated = self._walker.gated
         masked = 0
-        for rs in batch.resource_spans:
-            masked += walk(rs)
+        for i, rs in enumerate(batch.resource_spans):
+            n = walk(rs, batch.serialized(i) if gated else None)
+            if n:
+                batch.changed(i)
+                masked += n
         self.masked_values += masked
         if self._counter is not None and masked:
             self._counter.inc(masked)

@@ -119,14 +119,15 @@ class TraceLevelProcessor:
         flows = self.flows
         default = self._config.default_level
         dropped = 0
-        for rs in batch.resource_spans:
+        for n, rs in enumerate(batch.resource_spans):
+            changed = False
             resource_level, resource_flow, _ = _read(rs.resource.attributes)
             resource_setting = flows.get(resource_flow or "")
             plan: object = True
             if self._gate is not None and (resource_setting is None or resource_setting.enabled):
                 # A span without a level, flow, snapshot or details key of its own is
                 # left as it is (its resource's flow is enabled): the gate names the rest.
-                plan = self._gate.plan(rs.SerializeToString())
+                plan = self._gate.plan(batch.serialized(n))
                 if plan is None:
                     continue
             for i, ss in enumerate(rs.scope_spans):
@@ -140,14 +141,17 @@ class TraceLevelProcessor:
                         drop.append(j)
                         continue
                     level = level or resource_level or (setting.level if setting else None) or default
-                    if level != "verbose" and positions:
-                        _reduce(span.attributes, level, positions)
+                    if level != "verbose" and positions and _reduce(span.attributes, level, positions):
+                        changed = True
                 if drop:
+                    changed = True
                     dropped += len(drop)
                     gone = set(drop)
                     keep = [span for j, span in enumerate(ss.spans) if j not in gone]
                     del ss.spans[:]
                     ss.spans.extend(keep)
+            if changed:
+                batch.changed(n)
         if dropped:
             self.dropped_spans += dropped
             batch.span_count -= dropped
@@ -173,11 +177,19 @@ def _read(attrs: Any) -> tuple[str | None, str | None, list[int]]:
     return level, flow, positions
 
 
-def _reduce(attrs: Any, level: str, positions: list[int]) -> None:
-    """``minimal``: remove snapshots and details; ``standard``: outline the details."""
+def _reduce(attrs: Any, level: str, positions: list[int]) -> bool:
+    """``minimal``: remove snapshots and details; ``standard``: outline the details.
+    Returns whether anything changed."""
+    changed = False
     for i in reversed(positions):
         kv = attrs[i]
         if level == "minimal":
             del attrs[i]
+            changed = True
         elif kv.key in DETAILS_KEYS and kv.value.WhichOneof("value") == "string_value":
-            kv.value.string_value = summarize_details(kv.value.string_value)
+            text = kv.value.string_value
+            outline = summarize_details(text)
+            if outline != text:
+                kv.value.string_value = outline
+                changed = True
+    return changed

@@ -87,20 +87,24 @@ class WebhookRedactionProcessor(StatelessLifecycle):
         return key in URL_KEYS or key in QUERY_KEYS or (key in self._bodies and self._limit > 0)
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
-        for rs in batch.resource_spans:
+        for n, rs in enumerate(batch.resource_spans):
+            # every change is counted in one of the two: a count that moved marks the message
+            before = self.redacted_values + self.truncated_bodies
             if self._gate is None:
                 for ss in rs.scope_spans:
                     for span in ss.spans:
                         self._span(span)
-                continue
-            # the gate (masking/_gate.c) names the spans with an attribute key of ours
-            plan = self._gate.plan(rs.SerializeToString())
-            if plan is None:
-                continue
-            for i, ss in enumerate(rs.scope_spans):
-                entry = plan[i] if isinstance(plan, list) else True
-                for span in [ss.spans[j] for j in entry] if isinstance(entry, list) else ss.spans:
-                    self._span(span)
+            else:
+                # the gate (masking/_gate.c) names the spans with an attribute key of ours
+                plan = self._gate.plan(batch.serialized(n))
+                if plan is None:
+                    continue
+                for i, ss in enumerate(rs.scope_spans):
+                    entry = plan[i] if isinstance(plan, list) else True
+                    for span in [ss.spans[j] for j in entry] if isinstance(entry, list) else ss.spans:
+                        self._span(span)
+            if self.redacted_values + self.truncated_bodies != before:
+                batch.changed(n)
         return batch
 
     def _span(self, span: Span) -> None:

@@ -58,16 +58,23 @@ class OtlpMasker:
         self._gate = Gate(masker.literals, masker.keys.sensitive, True) \
             if gated and masker.compiled and Gate is not None else None
 
-    def mask(self, rs: ResourceSpans) -> int:
+    @property
+    def gated(self) -> bool:
+        """Whether :meth:`mask` reads the serialized message (the gate is in use)."""
+        return self._gate is not None
+
+    def mask(self, rs: ResourceSpans, serialized: bytes | None = None) -> int:
         """Mask one ``ResourceSpans`` in place, walking only the spans the gate names.
 
-        The gate reads the serialized message in C and names every span where the walk
-        could change something (and some where it will not); the rest, almost all spans
-        of ordinary traffic, are never read in Python. Returns how many values were masked.
+        The gate reads the serialized message in C (``serialized``, when the caller has
+        it: it must be ``rs`` as it is now) and names every span where the walk could
+        change something (and some where it will not); the rest, almost all spans of
+        ordinary traffic, are never read in Python. Returns how many values were masked:
+        the message was changed if and only if that is above 0.
         """
         if self._gate is None:
             return self.resource_spans(rs)
-        plan = self._gate.plan(rs.SerializeToString())
+        plan = self._gate.plan(rs.SerializeToString() if serialized is None else serialized)
         if plan is None:
             return 0
         return self.resource_spans(rs, plan if isinstance(plan, list) else None)
