@@ -231,6 +231,8 @@ class TestInstalledWheel:
             "TRACETABLES_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
             "TRACETABLES_HEALTH_ENDPOINT": f"127.0.0.1:{health_port}",
             "TRACETABLES_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+            # The shipped config keeps its data per user; here that is the test's own folder.
+            "XDG_DATA_HOME": str(tmp_path / "data"),
         }
         script = str(full_venv / "tracetables")
         log_path = tmp_path / "serve.log"
@@ -255,6 +257,7 @@ class TestInstalledWheel:
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert read.returncode == 0, read.stderr
         assert "installed-wheel-span" in [line.strip() for line in read.stdout.splitlines()]
+        assert (tmp_path / "data" / "tracetables" / "pg" / "PG_VERSION").is_file()
 
     def test_base_install_imports_instrumentation_and_hints_at_the_extra(self, base_venv: Path,
                                                                           tmp_path: Path) -> None:
