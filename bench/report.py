@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import platform
@@ -151,7 +152,7 @@ def _thirds(per_second: list[int]) -> str:
     """``41,200 / 39,800 / 40,100``: a throughput that falls over the window shows a growing cost."""
     n = len(per_second)
     cuts = [0, n // 3, 2 * n // 3, n]
-    return " / ".join(f"{sum(per_second[a:b]) / (b - a):,.0f}" if b > a else "-" for a, b in zip(cuts, cuts[1:]))
+    return " / ".join(f"{sum(per_second[a:b]) / (b - a):,.0f}" if b > a else "-" for a, b in itertools.pairwise(cuts))
 
 
 def _checks(e2e: E2eResult) -> list[str]:

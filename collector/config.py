@@ -60,7 +60,7 @@ class MetricsConfig:
     def validate(self, path: str) -> None:
         if self.level not in METRICS_LEVELS:
             raise ConfigError(f"{path}.level: must be one of {', '.join(METRICS_LEVELS)}, got {self.level!r}")
-        host, sep, port = self.address.rpartition(":")
+        _host, sep, port = self.address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"{path}.address: expected host:port, got {self.address!r}")
 

@@ -45,7 +45,7 @@ def current_flow() -> _FlowContext:
     return _current.get()
 
 
-_current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
+_current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())  # noqa: B039 (immutable)
 _steps = Numbering(100_000)  # step numbers of the 100,000 most recently stepped sessions
 _warned: set[str] = set()
 

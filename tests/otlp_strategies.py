@@ -57,8 +57,8 @@ VALUES = st.recursive(
     max_leaves=8,
 )
 ATTRIBUTES = _key_values(VALUES)
-TRACE_ID = st.binary(min_size=16, max_size=16).filter(lambda b: any(b))
-SPAN_ID = st.binary(min_size=8, max_size=8).filter(lambda b: any(b))
+TRACE_ID = st.binary(min_size=16, max_size=16).filter(any)
+SPAN_ID = st.binary(min_size=8, max_size=8).filter(any)
 
 
 @st.composite

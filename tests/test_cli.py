@@ -739,7 +739,7 @@ class TestSqlStatements:
         """JSON compact, booleans true/false, NULL empty, ISO 8601 time, bytea hex, numbers right-aligned."""
         result = sql(tmp_path, dsn, VALUES_QUERY)
         assert result.returncode == 0, result.stderr
-        header, rule, row, count = result.stdout.splitlines()
+        header, _rule, row, count = result.stdout.splitlines()
         cells = dict(zip([h.strip() for h in header.split(" | ")], [c.strip() for c in row.split(" | ")], strict=True))
         assert cells == {
             "n": "42",
@@ -917,10 +917,10 @@ class TestSqlStatements:
         )
         try:
             deadline = time.monotonic() + COMMAND_TIMEOUT
-            while not conn.execute(
+            while conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
                 ["%pg_sleep(600)%"],
-            ).fetchone() == (1,):
+            ).fetchone() != (1,):
                 assert process.poll() is None and time.monotonic() < deadline, "the query never started"
                 time.sleep(0.05)
             process.send_signal(signal.SIGINT)

@@ -104,7 +104,7 @@ def build(shape: Shape) -> list[Span]:
             "flow.role": "step",
             "flow.node.id": f"node{i % 3}",
             "session.id": "s",
-            "flow.state.before": '{"i": %d}' % i,
+            "flow.state.before": f'{{"i": {i}}}',
         }
         if numbered:
             attrs["flow.step.number"] = i + 1

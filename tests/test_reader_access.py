@@ -262,7 +262,7 @@ def test_listen_must_be_loopback_with_a_port(listen: str, message: str) -> None:
     text = SERVE_CONFIG.format(grpc_port=1, http_port=2).replace(
         "      data_dir: ./pg\n", f'      data_dir: ./pg\n      listen: "{listen}"\n'
     )
-    with pytest.raises(ConfigError, match="exporters.postgres.embedded.listen") as caught:
+    with pytest.raises(ConfigError, match=r"exporters\.postgres\.embedded\.listen") as caught:
         parse_config(text, {})
     assert message in str(caught.value)
 

@@ -12,7 +12,7 @@ MIB = 1024 * 1024
 
 
 def _check_endpoint(endpoint: str, path: str) -> None:
-    host, sep, port = endpoint.rpartition(":")
+    _host, sep, port = endpoint.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{path}.endpoint: expected host:port, got {endpoint!r}")
 

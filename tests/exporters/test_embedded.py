@@ -259,7 +259,7 @@ def test_embedded_untraversable_parent_fails_clearly(make_pg: MakePg, base_dir: 
     """As root, a data dir below a 0700 directory is refused with a clear message."""
     locked = base_dir / "locked"
     locked.mkdir(mode=0o700)
-    with pytest.raises(EmbeddedPostgresError, match="cannot traverse .*locked"):
+    with pytest.raises(EmbeddedPostgresError, match=r"cannot traverse .*locked"):
         make_pg(data_dir=locked / "pg").start()
 
 

@@ -59,7 +59,7 @@ def test_no_reference_means_nothing_happens() -> None:
 @given(
     text=st.text(max_size=200)
     | st.builds(
-        lambda tp, step, extra: '{"traceparent":"%s","step":%s%s}' % (tp, step, extra),
+        '{{"traceparent":"{}","step":{}{}}}'.format,
         st.text(alphabet="0123456789abcdef-", max_size=60),
         st.sampled_from(["1", "-1", "1.5", '"x"', "null"]),
         st.sampled_from(["", ',"session_id":5', ',"session_id":"s"']),

@@ -135,10 +135,7 @@ class Masker:
 
     def _has_sensitive_key(self, keys: list[str]) -> bool:
         sensitive = self.keys.sensitive
-        for key in keys:
-            if "\\" in key or sensitive(key):
-                return True
-        return False
+        return any("\\" in key or sensitive(key) for key in keys)
 
     def _bare_card(self, value: str, scan: Scan | None) -> bool:
         """Whether JSON text holds a card number as a bare integer (masked structurally:
