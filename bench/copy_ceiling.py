@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from mixed_payload import workload_templates
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from psycopg import sql
 
-from mixed_payload import workload_templates
 from tracetables.exporters.postgres.rows import COLUMNS, COPY_TYPES, build_rows
 
 TABLE = "bench_copy_ceiling"
@@ -42,7 +42,8 @@ class CopyPlan:
     @property
     def statement(self) -> sql.Composed:
         return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
+            sql.Identifier(TABLE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        )
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -70,8 +71,9 @@ class CeilingResult:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def row_bodies(plan: CopyPlan, spans_per_request: int, attributes: int, templates: int = 64,
-               seed: int = 2, workload: str = "raw") -> list[Row]:
+def row_bodies(
+    plan: CopyPlan, spans_per_request: int, attributes: int, templates: int = 64, seed: int = 2, workload: str = "raw"
+) -> list[Row]:
     """Rows without their (trace_id, span_id), ready for binary COPY into the ceiling table."""
     bodies: list[Row] = []
     for tpl in workload_templates(workload, seed, templates, spans_per_request, attributes):
@@ -84,7 +86,7 @@ def with_fresh_ids(bodies: list[Row], count: int) -> list[Row]:
     """``count`` rows cycling over ``bodies``, each with a new random (trace_id, span_id)."""
     rnd = os.urandom(24 * count)
     n = len(bodies)
-    return [(rnd[24 * i:24 * i + 16], rnd[24 * i + 16:24 * i + 24]) + bodies[i % n] for i in range(count)]
+    return [(rnd[24 * i : 24 * i + 16], rnd[24 * i + 16 : 24 * i + 24]) + bodies[i % n] for i in range(count)]
 
 
 def reset_table(dsn: str) -> None:
@@ -108,12 +110,13 @@ def try_checkpoint(conn: psycopg.Connection[Any]) -> None:
         pass
 
 
-def _copy_pass(dsn: str, plan: CopyPlan, rows: list[Row], connections: int,
-               deadline: float) -> tuple[int, float, float]:
+def _copy_pass(
+    dsn: str, plan: CopyPlan, rows: list[Row], connections: int, deadline: float
+) -> tuple[int, float, float]:
     """COPY ``rows`` in TXN_ROWS transactions over ``connections`` threads: (rows, wall s, CPU s)."""
     chunks: queue.SimpleQueue[list[Row]] = queue.SimpleQueue()
     for i in range(0, len(rows), TXN_ROWS):
-        chunks.put(rows[i:i + TXN_ROWS])
+        chunks.put(rows[i : i + TXN_ROWS])
     ready = threading.Barrier(connections + 1)
     written = [0] * connections
     failures: list[BaseException] = []
@@ -152,8 +155,16 @@ def _copy_pass(dsn: str, plan: CopyPlan, rows: list[Row], connections: int,
     return sum(written), seconds, cpu
 
 
-def measure(dsn: str, plan: CopyPlan, bodies: list[Row], connections: int, min_rows: int, min_seconds: float,
-            max_seconds: float = 300.0, cpu_probe: Callable[[], float] | None = None) -> CeilingResult:
+def measure(
+    dsn: str,
+    plan: CopyPlan,
+    bodies: list[Row],
+    connections: int,
+    min_rows: int,
+    min_seconds: float,
+    max_seconds: float = 300.0,
+    cpu_probe: Callable[[], float] | None = None,
+) -> CeilingResult:
     """COPY at least ``min_rows`` rows and for at least ``min_seconds`` (fresh ids each pass).
 
     ``cpu_probe`` returns PostgreSQL's CPU seconds so far; sampled around each timed pass.

@@ -34,14 +34,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psycopg
-
 import copy_ceiling
 import loadgen
 import projection_check
+import psycopg
 from mixed_payload import WORKLOADS
 from procs import Collector, MachineCpu, collector_config, free_port, tree_cpu_seconds
 from report import E2eResult, WindowCpu, compare_summary, masking_summary, summary
+
 from tracetables.exporters.postgres.config import PostgresExporterConfig
 from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig
 from tracetables.exporters.postgres.schema import migrate
@@ -58,30 +58,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, default=8, help="concurrent Export calls in flight (default 8)")
     p.add_argument("--spans-per-request", type=int, default=512, help="spans per request (default 512)")
     p.add_argument("--attributes", type=int, default=10, help="attributes per span, raw workload (default 10)")
-    p.add_argument("--workload", choices=WORKLOADS, default="raw",
-                   help="raw: generic service traces (default); mixed: conversation-flow traces with roles")
-    p.add_argument("--compare-projections", action=argparse.BooleanOptionalAction, default=None,
-                   help="measure with projections off, then on, instead of the COPY ceiling "
-                        "(default: on for --workload mixed, off for raw)")
-    p.add_argument("--compare-masking", action="store_true",
-                   help="measure with processors [batch], then [pii_masking, webhook_redaction, batch], "
-                        "instead of the COPY ceiling or the projections comparison")
-    p.add_argument("--processors", metavar="LIST", default="",
-                   help="processors before batch in a single run, comma-separated, each at its defaults; "
-                        "'default': memory_limiter,trace_level,pii_masking,webhook_redaction (default: none)")
-    p.add_argument("--projections", action=argparse.BooleanOptionalAction, default=None,
-                   help="the exporter's projections setting, in every phase (default: the project default, on); "
-                        "not with --compare-projections")
+    p.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="raw",
+        help="raw: generic service traces (default); mixed: conversation-flow traces with roles",
+    )
+    p.add_argument(
+        "--compare-projections",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure with projections off, then on, instead of the COPY ceiling "
+        "(default: on for --workload mixed, off for raw)",
+    )
+    p.add_argument(
+        "--compare-masking",
+        action="store_true",
+        help="measure with processors [batch], then [pii_masking, webhook_redaction, batch], "
+        "instead of the COPY ceiling or the projections comparison",
+    )
+    p.add_argument(
+        "--processors",
+        metavar="LIST",
+        default="",
+        help="processors before batch in a single run, comma-separated, each at its defaults; "
+        "'default': memory_limiter,trace_level,pii_masking,webhook_redaction (default: none)",
+    )
+    p.add_argument(
+        "--projections",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the exporter's projections setting, in every phase (default: the project default, on); "
+        "not with --compare-projections",
+    )
     p.add_argument("--dsn", help="scratch PostgreSQL database; its spans table is EMPTIED (default: embedded)")
-    p.add_argument("--batch-timeout", metavar="DURATION",
-                   help="override processors.batch.timeout, e.g. 10ms (default: the project default)")
-    p.add_argument("--encoding-workers", type=int, metavar="N",
-                   help="override exporters.postgres.encoding_workers (default: the project default)")
-    p.add_argument("--num-consumers", type=int, metavar="N",
-                   help="override exporters.postgres.sending_queue.num_consumers (default: the project default)")
+    p.add_argument(
+        "--batch-timeout",
+        metavar="DURATION",
+        help="override processors.batch.timeout, e.g. 10ms (default: the project default)",
+    )
+    p.add_argument(
+        "--encoding-workers",
+        type=int,
+        metavar="N",
+        help="override exporters.postgres.encoding_workers (default: the project default)",
+    )
+    p.add_argument(
+        "--num-consumers",
+        type=int,
+        metavar="N",
+        help="override exporters.postgres.sending_queue.num_consumers (default: the project default)",
+    )
     p.add_argument("--ceiling-seconds", type=float, default=10.0, help="min seconds per ceiling measurement")
-    p.add_argument("--py-spy", type=Path, metavar="FILE",
-                   help="record the collector with py-spy (raw format) during the window; skews the figures")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="FILE",
+        help="record the collector with py-spy (raw format) during the window; skews the figures",
+    )
     args = p.parse_args(argv)
     if min(args.duration, args.streams, args.spans_per_request) <= 0 or args.attributes < 0 or args.warmup < 0:
         p.error("--duration, --streams, --spans-per-request must be > 0; --attributes, --warmup >= 0")
@@ -117,8 +151,10 @@ def prepare_database(dsn: str) -> dict[str, str]:
     copy_ceiling.drop_table(dsn)
     empty_tables(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
-                for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")}
+        return {
+            name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+            for name in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        }
 
 
 def empty_tables(dsn: str) -> None:
@@ -128,15 +164,29 @@ def empty_tables(dsn: str) -> None:
         copy_ceiling.try_checkpoint(conn)
 
 
-def start_py_spy(out: Path, pid: int, seconds: float, log: Path,
-                 stack: contextlib.ExitStack) -> subprocess.Popen[bytes] | None:
+def start_py_spy(
+    out: Path, pid: int, seconds: float, log: Path, stack: contextlib.ExitStack
+) -> subprocess.Popen[bytes] | None:
     """Optional profile of the collector over the window (py-spy from PATH or next to python)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not os.access(exe, os.X_OK):
         print("py-spy not found (pip install py-spy): not profiling", file=sys.stderr)
         return None
-    cmd = [exe, "record", "--nonblocking", "--format", "raw", "-r", "100", "-d", str(max(1, int(seconds))),
-           "-o", str(out), "-p", str(pid)]
+    cmd = [
+        exe,
+        "record",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "-r",
+        "100",
+        "-d",
+        str(max(1, int(seconds))),
+        "-o",
+        str(out),
+        "-p",
+        str(pid),
+    ]
     with log.open("wb") as sink:
         spy = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     stack.callback(_stop_process, spy)
@@ -149,9 +199,16 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir: Path,
-            stack: contextlib.ExitStack, projections: bool | None = None, tag: str = "",
-            processors: Sequence[str] = ()) -> E2eResult:
+def run_e2e(
+    args: argparse.Namespace,
+    dsn: str,
+    postmaster: int | None,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    projections: bool | None = None,
+    tag: str = "",
+    processors: Sequence[str] = (),
+) -> E2eResult:
     """Collector up, load for warm-up + duration, count what is committed, collector down.
 
     ``projections`` sets the exporter's flag (None: the project default); ``processors``
@@ -159,8 +216,11 @@ def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir:
     """
     port = free_port()
     config = workdir / f"collector{tag}.yaml"
-    config.write_text(collector_config(port, dsn, args.batch_timeout, args.num_consumers, args.encoding_workers,
-                                       projections, processors))
+    config.write_text(
+        collector_config(
+            port, dsn, args.batch_timeout, args.num_consumers, args.encoding_workers, projections, processors
+        )
+    )
     collector = Collector(config, workdir / f"collector{tag}.log")
     stack.callback(collector.stop)  # idempotent: also runs if anything below fails
     try:
@@ -169,9 +229,15 @@ def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir:
         print_tail(collector.log_lines(), "collector log")
         raise
     print(f"collector pid {collector.pid} serving OTLP/gRPC on 127.0.0.1:{port}")
-    spec = loadgen.LoadSpec(port=port, streams=args.streams, spans_per_request=args.spans_per_request,
-                            attributes=args.attributes, warmup=args.warmup, duration=args.duration,
-                            workload=args.workload)
+    spec = loadgen.LoadSpec(
+        port=port,
+        streams=args.streams,
+        spans_per_request=args.spans_per_request,
+        attributes=args.attributes,
+        warmup=args.warmup,
+        duration=args.duration,
+        workload=args.workload,
+    )
     spy_out = args.py_spy.with_name(args.py_spy.name + tag) if args.py_spy and tag else args.py_spy
     load, cpu = drive_load(spec, collector.pid, postmaster, spy_out, workdir, stack)
     collector_alive = collector.proc.poll() is None
@@ -183,12 +249,19 @@ def run_e2e(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir:
         print_tail(lines, "collector log")
     warnings = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
     on = PostgresExporterConfig().projections if projections is None else projections
-    return E2eResult(load, cpu, counts["spans"], collector_alive and status == 0, warnings, on, counts,
-                     tuple(processors))
+    return E2eResult(
+        load, cpu, counts["spans"], collector_alive and status == 0, warnings, on, counts, tuple(processors)
+    )
 
 
-def drive_load(spec: loadgen.LoadSpec, collector_pid: int, postmaster: int | None, py_spy: Path | None,
-               workdir: Path, stack: contextlib.ExitStack) -> tuple[loadgen.LoadResult, WindowCpu]:
+def drive_load(
+    spec: loadgen.LoadSpec,
+    collector_pid: int,
+    postmaster: int | None,
+    py_spy: Path | None,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+) -> tuple[loadgen.LoadResult, WindowCpu]:
     """Run the load generator process; sample CPU when it opens and closes the window."""
     ctx = multiprocessing.get_context("spawn")
     reader, writer = ctx.Pipe(duplex=False)
@@ -235,8 +308,9 @@ def print_tail(lines: list[str], what: str, n: int = 30) -> None:
         print(line, file=sys.stderr)
 
 
-def run_ceilings(dsn: str, args: argparse.Namespace, min_rows: int, postmaster: int | None
-                 ) -> list[copy_ceiling.CeilingResult]:
+def run_ceilings(
+    dsn: str, args: argparse.Namespace, min_rows: int, postmaster: int | None
+) -> list[copy_ceiling.CeilingResult]:
     """COPY alone over 1, then 2 connections (the exporter's default num_consumers)."""
     print("ceiling: building rows with build_rows (not timed)...")
     plan = copy_ceiling.copy_plan(dsn)
@@ -245,15 +319,23 @@ def run_ceilings(dsn: str, args: argparse.Namespace, min_rows: int, postmaster: 
     out = []
     for connections in (1, 2):
         res = copy_ceiling.measure(dsn, plan, bodies, connections, min_rows, args.ceiling_seconds, cpu_probe=probe)
-        print(f"ceiling: {connections} connection(s): {res.rows:,} rows in {res.seconds:.1f} s = "
-              f"{res.rows_per_second:,.0f} rows/s")
+        print(
+            f"ceiling: {connections} connection(s): {res.rows:,} rows in {res.seconds:.1f} s = "
+            f"{res.rows_per_second:,.0f} rows/s"
+        )
         out.append(res)
     copy_ceiling.drop_table(dsn)
     return out
 
 
-def compare_projections(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir: Path,
-                        stack: contextlib.ExitStack, server: dict[str, str]) -> bool:
+def compare_projections(
+    args: argparse.Namespace,
+    dsn: str,
+    postmaster: int | None,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    server: dict[str, str],
+) -> bool:
     """The same load twice, each against a fresh collector on emptied tables: off, then on."""
     phases: list[E2eResult] = []
     for projections in (False, True):
@@ -267,8 +349,14 @@ def compare_projections(args: argparse.Namespace, dsn: str, postmaster: int | No
     return compare_summary(args, phases[0], phases[1], server, embedded=not args.dsn)
 
 
-def compare_masking(args: argparse.Namespace, dsn: str, postmaster: int | None, workdir: Path,
-                    stack: contextlib.ExitStack, server: dict[str, str]) -> bool:
+def compare_masking(
+    args: argparse.Namespace,
+    dsn: str,
+    postmaster: int | None,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    server: dict[str, str],
+) -> bool:
     """The same load twice, each against a fresh collector on emptied tables: masking off, then on."""
     phases: list[E2eResult] = []
     for processors in ((), MASKING_PROCESSORS):

@@ -24,8 +24,8 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
 from procs import Collector, collector_config, free_port
+
 from tracetables.exporters.postgres.embedded import EmbeddedPostgres, EmbeddedPostgresConfig
 from tracetables.exporters.postgres.schema import migrate
 from tracetables.instrumentation import step
@@ -61,14 +61,23 @@ def main() -> int:
         collector.wait_ready(port)
 
         provider = TracerProvider(resource=Resource.create({"service.name": "bench-instrumentation"}))
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True), max_queue_size=4 * args.spans))
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True), max_queue_size=4 * args.spans
+            )
+        )
         tracer = provider.get_tracer("bench")
         state = make_state(args.state_bytes)
 
         def bare() -> None:
-            attributes = {"flow.role": "step", "flow.node.id": "ask", "flow.node.type": "question",
-                          "session.id": "bench", "flow.step.number": 1, "flow.state.before": json.dumps(state)}
+            attributes = {
+                "flow.role": "step",
+                "flow.node.id": "ask",
+                "flow.node.type": "question",
+                "session.id": "bench",
+                "flow.step.number": 1,
+                "flow.state.before": json.dumps(state),
+            }
             with tracer.start_as_current_span("step ask", attributes=attributes):
                 pass
 
@@ -87,8 +96,10 @@ def main() -> int:
         provider.shutdown()
         bare_us, step_us = statistics.median(times["bare"]), statistics.median(times["step"])
         print("===================== tracetables instrumentation bench =====================")
-        print(f"parameters   {args.rounds} rounds x {args.spans} spans per side; state {len(json.dumps(state))} bytes"
-              " of JSON; BatchSpanProcessor + OTLP/gRPC exporter to a running collector")
+        print(
+            f"parameters   {args.rounds} rounds x {args.spans} spans per side; state {len(json.dumps(state))} bytes"
+            " of JSON; BatchSpanProcessor + OTLP/gRPC exporter to a running collector"
+        )
         print(f"bare span    {bare_us:.1f} us per span (rounds: {', '.join(f'{t:.1f}' for t in times['bare'])})")
         print(f"step()       {step_us:.1f} us per span (rounds: {', '.join(f'{t:.1f}' for t in times['step'])})")
         verdict = "met" if step_us <= 1.5 * bare_us else "NOT met"

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from mixed_payload import workload_templates
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from otlp_payload import Template
 
 EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -61,8 +60,9 @@ class LoadResult:
 def run(spec: LoadSpec, conn: Connection) -> None:
     """Process entry point: sends ("ready",), ("window-start",), ("window-end",), then ("result", LoadResult)."""
     try:
-        templates = workload_templates(spec.workload, spec.seed, spec.templates, spec.spans_per_request,
-                                       spec.attributes)
+        templates = workload_templates(
+            spec.workload, spec.seed, spec.templates, spec.spans_per_request, spec.attributes
+        )
         conn.send(("result", asyncio.run(_drive(spec, templates, conn))))
     except BaseException as exc:  # the parent reports it; nothing else would see it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -77,7 +77,8 @@ async def _drive(spec: LoadSpec, templates: list[Template], conn: Connection) ->
     async with grpc.aio.insecure_channel(f"127.0.0.1:{spec.port}", options=options) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
         export: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
-            EXPORT_PATH, request_serializer=None, response_deserializer=None)  # raw bytes both ways
+            EXPORT_PATH, request_serializer=None, response_deserializer=None
+        )  # raw bytes both ways
         conn.send(("ready",))
         began = time.monotonic()
         window_start = began + spec.warmup

@@ -45,11 +45,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mixed_payload import workload_templates
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from mixed_payload import workload_templates
 from tracetables.collector.batch import SpanBatch
 from tracetables.collector.processors.masking.detectors import DETECTORS
 from tracetables.collector.processors.masking.keys import DEFAULT_KEYS, KeyMatcher
@@ -63,9 +63,41 @@ BASE_S = 1_767_000_000  # a fixed "now" (2025-12-29): the same bytes on every ru
 SECRET_KINDS = ("email", "phone", "card", "bearer")
 NODES = ("classify_intent", "retrieve_context", "lookup_order", "check_policy", "draft_reply", "respond")
 HOSTS = ("orders.internal", "crm.internal", "refunds.internal", "n8n.internal")
-WORDS = ("order", "refund", "delivery", "package", "arrived", "late", "please", "check", "status", "account",
-         "invoice", "address", "changed", "wants", "to", "know", "when", "the", "their", "is", "was", "shipping",
-         "label", "return", "window", "days", "policy", "thanks", "hello", "my", "hi", "can", "you")
+WORDS = (
+    "order",
+    "refund",
+    "delivery",
+    "package",
+    "arrived",
+    "late",
+    "please",
+    "check",
+    "status",
+    "account",
+    "invoice",
+    "address",
+    "changed",
+    "wants",
+    "to",
+    "know",
+    "when",
+    "the",
+    "their",
+    "is",
+    "was",
+    "shipping",
+    "label",
+    "return",
+    "window",
+    "days",
+    "policy",
+    "thanks",
+    "hello",
+    "my",
+    "hi",
+    "can",
+    "you",
+)
 FIRST = ("jane", "omar", "li", "maria", "tom", "aisha", "pierre", "ken")
 LAST = ("doe", "haddad", "wei", "garcia", "berg", "khan", "martin", "sato")
 CARDS = ("4111 1111 1111 1111", "5500-0000-0000-0004", "4012888888881881", "3782 822463 10005")
@@ -98,14 +130,26 @@ def state(rng: random.Random, session: str, turn: int, now: float, size: int, se
     started = now - rng.randrange(60, 3600)
     order_total = round(rng.uniform(5, 900), 2)
     st: dict[str, object] = {
-        "conversation": {"session": session, "turn": turn, "channel": rng.choice(("web", "whatsapp", "email")),
-                         "locale": rng.choice(("en-GB", "de-DE", "fr-FR")), "started_at": _iso(started),
-                         "updated_at": _iso(now)},
-        "variables": {"order_id": f"ORD-{rng.randrange(10**7):07d}", "order_total": order_total,
-                      "currency": rng.choice(("EUR", "USD", "GBP")), "items": rng.randint(1, 6),
-                      "unit_price": round(order_total / rng.randint(1, 4), 2), "discount_pct": rng.choice((0, 5, 10)),
-                      "eta": _iso(now + rng.randrange(1, 9) * 86400)[:10], "intent": "order_status",
-                      "confidence": round(rng.random(), 3), "tier": rng.choice(("free", "plus", "gold"))},
+        "conversation": {
+            "session": session,
+            "turn": turn,
+            "channel": rng.choice(("web", "whatsapp", "email")),
+            "locale": rng.choice(("en-GB", "de-DE", "fr-FR")),
+            "started_at": _iso(started),
+            "updated_at": _iso(now),
+        },
+        "variables": {
+            "order_id": f"ORD-{rng.randrange(10**7):07d}",
+            "order_total": order_total,
+            "currency": rng.choice(("EUR", "USD", "GBP")),
+            "items": rng.randint(1, 6),
+            "unit_price": round(order_total / rng.randint(1, 4), 2),
+            "discount_pct": rng.choice((0, 5, 10)),
+            "eta": _iso(now + rng.randrange(1, 9) * 86400)[:10],
+            "intent": "order_status",
+            "confidence": round(rng.random(), 3),
+            "tier": rng.choice(("free", "plus", "gold")),
+        },
         "messages": [],
     }
     messages: list[dict[str, object]] = st["messages"]  # type: ignore[assignment]
@@ -128,18 +172,26 @@ def _kv(key: str, value: object) -> KeyValue:
     if isinstance(value, float):
         return KeyValue(key=key, value=AnyValue(double_value=value))
     if isinstance(value, list):
-        return KeyValue(key=key, value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v)
-                                                                              for v in value])))
+        return KeyValue(
+            key=key, value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value=v) for v in value]))
+        )
     return KeyValue(key=key, value=AnyValue(string_value=str(value)))
 
 
-def span(rng: random.Random, trace_id: bytes, step: int, session: str, user: str, now: float, size: int,
-         secret: str) -> Span:
+def span(
+    rng: random.Random, trace_id: bytes, step: int, session: str, user: str, now: float, size: int, secret: str
+) -> Span:
     """A flow step that called a backend: 10 attributes, the 6th its JSON state."""
     node, host = rng.choice(NODES), rng.choice(HOSTS)
     start = int((now - rng.uniform(1, 5)) * 1e9)
-    s = Span(trace_id=trace_id, span_id=rng.randbytes(8), name=f"step {node}", kind=Span.SPAN_KIND_INTERNAL,
-             start_time_unix_nano=start, end_time_unix_nano=start + rng.randrange(10**6, 10**9))
+    s = Span(
+        trace_id=trace_id,
+        span_id=rng.randbytes(8),
+        name=f"step {node}",
+        kind=Span.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + rng.randrange(10**6, 10**9),
+    )
     last: tuple[str, object] = ("flow.duration_ms", round(rng.uniform(0.5, 900.0), 3))
     if secret == "bearer":
         token = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(40))
@@ -150,11 +202,22 @@ def span(rng: random.Random, trace_id: bytes, step: int, session: str, user: str
         ("user.id", user),
         ("flow.node.id", node),
         ("flow.step.number", step),
-        ("flow.state.after", state(rng, session, step, now, size,
-                                   secret_text(rng, secret) if secret and secret != "bearer" else "")),
-        ("flow.node.details", _json({"type": "tool", "model": "gpt-4o-mini", "temperature": 0.2,
-                                     "prompt_tokens": rng.randrange(200, 3000), "retrieved": [
-                                         f"doc-{rng.randrange(10**5)}" for _ in range(2)]})),
+        (
+            "flow.state.after",
+            state(rng, session, step, now, size, secret_text(rng, secret) if secret and secret != "bearer" else ""),
+        ),
+        (
+            "flow.node.details",
+            _json(
+                {
+                    "type": "tool",
+                    "model": "gpt-4o-mini",
+                    "temperature": 0.2,
+                    "prompt_tokens": rng.randrange(200, 3000),
+                    "retrieved": [f"doc-{rng.randrange(10**5)}" for _ in range(2)],
+                }
+            ),
+        ),
         ("url.full", f"https://{host}/v1/orders/ORD-{rng.randrange(10**7):07d}?include=items&lang=en"),
         ("http.response.status_code", rng.choice((200, 200, 200, 201, 404, 503))),
         last,
@@ -179,9 +242,14 @@ def build_batch(rng: random.Random, spans: int, share: float, size: int) -> Batc
     """``spans`` spans in traces of 6, one service, one scope; ``share`` of them with a secret."""
     rs = ResourceSpans(schema_url="https://opentelemetry.io/schemas/1.26.0")
     service = rng.choice(("support-bot", "order-assistant", "returns-flow"))
-    rs.resource.attributes.extend([_kv("service.name", service), _kv("service.version", "3.1.4"),
-                                   _kv("deployment.environment.name", "production"),
-                                   _kv("host.name", f"{service}-{rng.randrange(10**5):05d}")])
+    rs.resource.attributes.extend(
+        [
+            _kv("service.name", service),
+            _kv("service.version", "3.1.4"),
+            _kv("deployment.environment.name", "production"),
+            _kv("host.name", f"{service}-{rng.randrange(10**5):05d}"),
+        ]
+    )
     ss = rs.scope_spans.add()
     ss.scope.name, ss.scope.version = "tracetables.instrumentation", "0.1.0"
     planted: Counter[str] = Counter()
@@ -237,6 +305,7 @@ def chain(*steps: Process) -> Process:
         for step in steps:
             batch = step(batch)
         return batch
+
     return run
 
 
@@ -292,16 +361,26 @@ def state_breakdown(masker: Masker, states: list[str], reps: int) -> str:
         return out * 1e6
 
     scan_us = best(lambda: [masker._scan(t) for t in states])
-    key_us = best(lambda: [masker._has_sensitive_key([t[a:b] for a, b in sc[4]])
-                           for t, sc in zip(states, scans, strict=True) if sc])
+    key_us = best(
+        lambda: [
+            masker._has_sensitive_key([t[a:b] for a, b in sc[4]]) for t, sc in zip(states, scans, strict=True) if sc
+        ]
+    )
     pattern_us = best(lambda: [masker.patterns(t, Counter(), sc) for t, sc in zip(states, scans, strict=True)])
-    return (f"pre-scan {scan_us:.1f} us, {keys:.0f} JSON keys checked {key_us:.1f} us, "
-            f"detectors in {windows:.1f} windows {pattern_us:.1f} us")
+    return (
+        f"pre-scan {scan_us:.1f} us, {keys:.0f} JSON keys checked {key_us:.1f} us, "
+        f"detectors in {windows:.1f} windows {pattern_us:.1f} us"
+    )
 
 
 def masked_spans(batch: SpanBatch) -> int:
-    return sum(1 for rs in batch.resource_spans for ss in rs.scope_spans for s in ss.spans
-               if any(kv.key == SUMMARY_KEY for kv in s.attributes))
+    return sum(
+        1
+        for rs in batch.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+        if any(kv.key == SUMMARY_KEY for kv in s.attributes)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,12 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spans", type=int, default=512, help="spans per batch (default 512)")
     p.add_argument("--batches", type=int, default=8, help="distinct batches per pass (default 8)")
     p.add_argument("--reps", type=int, default=7, help="timed passes per variant; the best is reported (default 7)")
-    p.add_argument("--secret-share", type=float, default=0.05,
-                   help="share of spans carrying one secret (default 0.05)")
+    p.add_argument("--secret-share", type=float, default=0.05, help="share of spans carrying one secret (default 0.05)")
     p.add_argument("--state-bytes", type=int, default=1024, help="size of each span's JSON state (default 1024)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--payload", choices=("state", "mixed", "raw"), default="state",
-                   help="state: the spans above (default); mixed, raw: the ingest bench's workloads, no secrets")
+    p.add_argument(
+        "--payload",
+        choices=("state", "mixed", "raw"),
+        default="state",
+        help="state: the spans above (default); mixed, raw: the ingest bench's workloads, no secrets",
+    )
     args = p.parse_args(argv)
     if min(args.spans, args.batches, args.reps, args.state_bytes) <= 0 or not 0 <= args.secret_share <= 1:
         p.error("--spans, --batches, --reps, --state-bytes must be > 0; --secret-share in [0, 1]")
@@ -350,8 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     for x, y in zip(a, b, strict=True):
         pii(x)
         ref(y)
-    same = all(rx.SerializeToString() == ry.SerializeToString()
-               for x, y in zip(a, b, strict=True) for rx, ry in zip(x.resource_spans, y.resource_spans, strict=True))
+    same = all(
+        rx.SerializeToString() == ry.SerializeToString()
+        for x, y in zip(a, b, strict=True)
+        for rx, ry in zip(x.resource_spans, y.resource_spans, strict=True)
+    )
     masked, touched = pii.masked_values - before[0], sum(masked_spans(x) for x in a)
     for one in batches:
         hook(one.fresh())
@@ -364,25 +449,34 @@ def main(argv: list[str] | None = None) -> int:
     attrs = sum(len(s.attributes) for s in sample) / len(sample)
     lines = [
         f"parameters   payload {args.payload}: {args.batches} batches x {args.spans} spans, {attrs:.1f} attributes/span"
-        + (f", JSON state {sum(map(len, states)) / len(states):,.0f} bytes (mean) in {len(states) / len(sample):.0%}"
-           " of spans" if states else ", no JSON state")
+        + (
+            f", JSON state {sum(map(len, states)) / len(states):,.0f} bytes (mean) in {len(states) / len(sample):.0%}"
+            " of spans"
+            if states
+            else ", no JSON state"
+        )
         + f"; best of {args.reps} passes, fresh copies each",
         f"secrets      {args.secret_share if args.payload == 'state' else 0:.0%} of spans: "
-        f"{sum(planted.values())} planted (" + ", ".join(f"{k} {planted[k]}" for k in SECRET_KINDS)
+        f"{sum(planted.values())} planted ("
+        + ", ".join(f"{k} {planted[k]}" for k in SECRET_KINDS)
         + f"); seed {args.seed}",
         f"machine      Python {platform.python_version()}, {platform.machine()}; pre-scan {scan}",
     ]
     for name in variants:
         runs = sorted(seconds[name])
         extra = "" if name == "walk only" else f"  ({per_span[name] - walk:+.1f} over the walk)"
-        lines.append(f"{name:<24} {per_span[name]:7.2f} us/span  median {runs[len(runs) // 2] / n * 1e6:6.2f}"
-                     + extra)
+        lines.append(f"{name:<24} {per_span[name]:7.2f} us/span  median {runs[len(runs) // 2] / n * 1e6:6.2f}" + extra)
     if per_span["pii_masking"]:
         lines.append(f"reference / compiled     {per_span['pii_masking, reference'] / per_span['pii_masking']:.1f}x")
     if clean_states:
-        c, r = time_texts(compiled_masker, clean_states, args.reps), time_texts(reference_masker, clean_states, args.reps)
-        lines.append(f"1 KB state alone         Masker.text on a clean state: compiled {c * 1e6:.2f} us, "
-                     f"reference {r * 1e6:.2f} us")
+        c, r = (
+            time_texts(compiled_masker, clean_states, args.reps),
+            time_texts(reference_masker, clean_states, args.reps),
+        )
+        lines.append(
+            f"1 KB state alone         Masker.text on a clean state: compiled {c * 1e6:.2f} us, "
+            f"reference {r * 1e6:.2f} us"
+        )
         if built:
             lines.append(f"  of which (compiled)    {state_breakdown(compiled_masker, clean_states, args.reps)}")
     lines += [

@@ -24,14 +24,25 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
 
 SERVICES = ("frontend", "checkout", "cart", "payment", "catalog", "shipping", "recommendation", "accounts")
-ROUTES = ("/api/cart", "/api/cart/items/{id}", "/api/checkout", "/api/products/{id}", "/api/orders",
-          "/api/users/{id}", "/api/recommendations", "/health")
+ROUTES = (
+    "/api/cart",
+    "/api/cart/items/{id}",
+    "/api/checkout",
+    "/api/products/{id}",
+    "/api/orders",
+    "/api/users/{id}",
+    "/api/recommendations",
+    "/health",
+)
 TABLES = ("orders", "order_items", "products", "users", "carts", "inventory")
 TOPICS = ("orders.created", "payments.settled", "inventory.reserved")
 HOSTS = ("cart.internal", "payments.internal", "catalog.internal", "db-primary.internal", "redis.internal")
-AGENTS = ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-          "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
-          "okhttp/4.12.0", "python-requests/2.32.3")
+AGENTS = (
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15",
+    "okhttp/4.12.0",
+    "python-requests/2.32.3",
+)
 
 AttrGen = Callable[[random.Random], object]
 # Per span category: its kind, a name generator, the instrumentation scope, and an
@@ -116,23 +127,35 @@ class _Category:
     attrs: list[tuple[str, AttrGen]]
 
 
-DB_CATEGORY = _Category(Span.SPAN_KIND_CLIENT, ("opentelemetry.instrumentation.psycopg", "0.55b0"),
-                        lambda r: f"{r.choice(('SELECT', 'SELECT', 'INSERT', 'UPDATE'))} shop.{r.choice(TABLES)}",
-                        _DB_CLIENT)
-INTERNAL_CATEGORY = _Category(Span.SPAN_KIND_INTERNAL, ("shop.app", "2.14.1"),
-                              lambda r: r.choice(("cart.compute_total", "pricing.apply_discounts", "render template",
-                                                  "validate")),
-                              _INTERNAL)
+DB_CATEGORY = _Category(
+    Span.SPAN_KIND_CLIENT,
+    ("opentelemetry.instrumentation.psycopg", "0.55b0"),
+    lambda r: f"{r.choice(('SELECT', 'SELECT', 'INSERT', 'UPDATE'))} shop.{r.choice(TABLES)}",
+    _DB_CLIENT,
+)
+INTERNAL_CATEGORY = _Category(
+    Span.SPAN_KIND_INTERNAL,
+    ("shop.app", "2.14.1"),
+    lambda r: r.choice(("cart.compute_total", "pricing.apply_discounts", "render template", "validate")),
+    _INTERNAL,
+)
 _CATEGORIES = (
     DB_CATEGORY,
-    _Category(Span.SPAN_KIND_CLIENT, ("opentelemetry.instrumentation.httpx", "0.55b0"),
-              lambda r: r.choice(("GET", "POST")), _HTTP_CLIENT),
-    _Category(Span.SPAN_KIND_PRODUCER, ("opentelemetry.instrumentation.confluent_kafka", "0.55b0"),
-              lambda r: f"send {r.choice(TOPICS)}", _MESSAGING),
+    _Category(
+        Span.SPAN_KIND_CLIENT,
+        ("opentelemetry.instrumentation.httpx", "0.55b0"),
+        lambda r: r.choice(("GET", "POST")),
+        _HTTP_CLIENT,
+    ),
+    _Category(
+        Span.SPAN_KIND_PRODUCER,
+        ("opentelemetry.instrumentation.confluent_kafka", "0.55b0"),
+        lambda r: f"send {r.choice(TOPICS)}",
+        _MESSAGING,
+    ),
     INTERNAL_CATEGORY,
 )
-_SERVER = _Category(Span.SPAN_KIND_SERVER, ("opentelemetry.instrumentation.asgi", "0.55b0"),
-                    lambda r: "", _HTTP_SERVER)
+_SERVER = _Category(Span.SPAN_KIND_SERVER, ("opentelemetry.instrumentation.asgi", "0.55b0"), lambda r: "", _HTTP_SERVER)
 
 
 def _any(value: object) -> AnyValue:
@@ -153,21 +176,29 @@ def _attributes(rng: random.Random, pool: list[tuple[str, AttrGen]], count: int)
     return out
 
 
-def sdk_resource_spans(request: ExportTraceServiceRequest, rng: random.Random, service: str,
-                       version: str) -> ResourceSpans:
+def sdk_resource_spans(
+    request: ExportTraceServiceRequest, rng: random.Random, service: str, version: str
+) -> ResourceSpans:
     """A new ResourceSpans with the resource an OTel SDK sends for one service instance."""
     rs = request.resource_spans.add()
     rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
-    resource = {"service.name": service, "service.version": version,
-                "service.instance.id": f"{rng.getrandbits(128):032x}", "deployment.environment.name": "production",
-                "host.name": f"{service}-{rng.randrange(10**5):05d}", "telemetry.sdk.language": "python",
-                "telemetry.sdk.name": "opentelemetry", "telemetry.sdk.version": "1.34.1"}
+    resource = {
+        "service.name": service,
+        "service.version": version,
+        "service.instance.id": f"{rng.getrandbits(128):032x}",
+        "deployment.environment.name": "production",
+        "host.name": f"{service}-{rng.randrange(10**5):05d}",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": "1.34.1",
+    }
     rs.resource.attributes.extend(KeyValue(key=k, value=_any(v)) for k, v in resource.items())
     return rs
 
 
-def build_request(rng: random.Random, variant: int, spans: int, attributes: int,
-                  now_ns: int) -> ExportTraceServiceRequest:
+def build_request(
+    rng: random.Random, variant: int, spans: int, attributes: int, now_ns: int
+) -> ExportTraceServiceRequest:
     """One SDK-like export: one service instance, traces of 1-12 spans, 2% errors."""
     service = SERVICES[variant % len(SERVICES)]
     request = ExportTraceServiceRequest()
@@ -198,8 +229,12 @@ def build_request(rng: random.Random, variant: int, spans: int, attributes: int,
                 span.status.code = Status.STATUS_CODE_ERROR
                 span.status.message = rng.choice(("connection reset by peer", "deadline exceeded", "HTTP 500"))
                 event = span.events.add(name="exception", time_unix_nano=span.end_time_unix_nano - rng.randrange(1000))
-                event.attributes.extend([KeyValue(key="exception.type", value=_any("TimeoutError")),
-                                         KeyValue(key="exception.message", value=_any(span.status.message))])
+                event.attributes.extend(
+                    [
+                        KeyValue(key="exception.type", value=_any("TimeoutError")),
+                        KeyValue(key="exception.message", value=_any(span.status.message)),
+                    ]
+                )
             trace.append(span)
             scopes.setdefault(cat.scope, []).append(span)
         made += size
@@ -295,8 +330,11 @@ class Template:
                 elif number in (_SPAN_START, _SPAN_END):
                     tpl.time_slots.append((start, struct.unpack("<Q", value)[0]))
                 elif number == _SPAN_EVENTS:
-                    tpl.time_slots.extend((s2, struct.unpack("<Q", body[s2:e2])[0])
-                                          for n2, s2, e2 in _fields(body, start, end) if n2 == _EVENT_TIME)
+                    tpl.time_slots.extend(
+                        (s2, struct.unpack("<Q", body[s2:e2])[0])
+                        for n2, s2, e2 in _fields(body, start, end)
+                        if n2 == _EVENT_TIME
+                    )
                 elif number == _SPAN_LINKS:
                     for n2, s2, e2 in _fields(body, start, end):
                         if n2 == _LINK_TRACE_ID:
@@ -321,16 +359,16 @@ class Template:
         rnd = os.urandom(self.random_bytes)
         pos = 0
         for offsets in self.trace_slots:
-            tid = rnd[pos:pos + 16]
+            tid = rnd[pos : pos + 16]
             pos += 16
             for off in offsets:
-                buf[off:off + 16] = tid
+                buf[off : off + 16] = tid
         for off, refs in self.span_slots:
-            sid = rnd[pos:pos + 8]
+            sid = rnd[pos : pos + 8]
             pos += 8
-            buf[off:off + 8] = sid
+            buf[off : off + 8] = sid
             for ref in refs:
-                buf[ref:ref + 8] = sid
+                buf[ref : ref + 8] = sid
         pack_into = struct.pack_into
         for off, ns in self.time_slots:
             pack_into("<Q", buf, off, ns + delta)

@@ -25,9 +25,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def collector_config(port: int, dsn: str, batch_timeout: str | None = None, num_consumers: int | None = None,
-                     encoding_workers: int | None = None, projections: bool | None = None,
-                     processors: Sequence[str] = ()) -> str:
+def collector_config(
+    port: int,
+    dsn: str,
+    batch_timeout: str | None = None,
+    num_consumers: int | None = None,
+    encoding_workers: int | None = None,
+    projections: bool | None = None,
+    processors: Sequence[str] = (),
+) -> str:
     """gRPC on loopback, no HTTP, the batch processor and postgres exporter on ``dsn``, with
     project defaults unless ``batch_timeout`` / ``num_consumers`` / ``encoding_workers`` /
     ``projections`` are given. ``processors`` (e.g. ``pii_masking``, ``webhook_redaction``)
@@ -75,7 +81,11 @@ class Collector:
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", COLLECTOR_CMD, "serve", "--config", str(config_path)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=config_path.parent)
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=config_path.parent,
+        )
 
     @property
     def pid(self) -> int:

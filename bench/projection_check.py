@@ -18,11 +18,23 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from tracetables.exporters.postgres.roles import Role, classify, facts_of
 
-PROJECTION_TABLES = ("flow_execution_steps", "execution_logs", "communication_traces", "action_records",
-                     "provenance_edges", "event_traces")
+PROJECTION_TABLES = (
+    "flow_execution_steps",
+    "execution_logs",
+    "communication_traces",
+    "action_records",
+    "provenance_edges",
+    "event_traces",
+)
 # The tables behind those views (0002_projections.sql), which TRUNCATE needs.
-STORAGE_TABLES = ("flow_step_rows", "execution_log_rows", "communication_rows", "action_rows", "provenance_edges",
-                  "event_rows")
+STORAGE_TABLES = (
+    "flow_step_rows",
+    "execution_log_rows",
+    "communication_rows",
+    "action_rows",
+    "provenance_edges",
+    "event_rows",
+)
 ROLE_NAMES = tuple(r.name.lower() for r in Role)  # none, run, step, call, call_pending, action, event, run_pending
 
 # One round trip, all counts; taken before the collector stops.
@@ -38,9 +50,19 @@ COUNTS_SQL = """SELECT
   (SELECT count(*) FROM action_records),
   (SELECT count(*) FROM provenance_edges),
   (SELECT count(*) FROM event_traces)"""
-COUNT_NAMES = ("spans", "flow_execution_steps", "execution_logs", "execution_logs running",
-               "execution_logs sum(step_count)", "communication_traces", "communication_traces pending",
-               "communication_traces attempt > 1", "action_records", "provenance_edges", "event_traces")
+COUNT_NAMES = (
+    "spans",
+    "flow_execution_steps",
+    "execution_logs",
+    "execution_logs running",
+    "execution_logs sum(step_count)",
+    "communication_traces",
+    "communication_traces pending",
+    "communication_traces attempt > 1",
+    "action_records",
+    "provenance_edges",
+    "event_traces",
+)
 
 
 def role_counts(request: ExportTraceServiceRequest) -> dict[str, int]:

@@ -52,8 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def full_path() -> Pass:
     """Processors on each request, merge, encode: what the collector does per export."""
-    steps = [TraceLevelProcessor(TraceLevelConfig(tracing_config="")), PiiMaskingProcessor(PiiMaskingConfig()),
-             WebhookRedactionProcessor(WebhookRedactionConfig())]
+    steps = [
+        TraceLevelProcessor(TraceLevelConfig(tracing_config="")),
+        PiiMaskingProcessor(PiiMaskingConfig()),
+        WebhookRedactionProcessor(WebhookRedactionConfig()),
+    ]
 
     def run(batches: list[SpanBatch]) -> int:
         done = []
@@ -65,6 +68,7 @@ def full_path() -> Pass:
         rows = encode_request(serialize(merged)).rows
         SERIALIZED[:] = [getattr(merged, "serializations", -1)]
         return rows
+
     return run
 
 
@@ -90,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     def fresh() -> list[SpanBatch]:
         return [SpanBatch([ResourceSpans.FromString(x) for x in b.encoded], b.spans) for b in encoded]
 
-    variants: list[tuple[str, Pass]] = [("processors + encoder", full_path()), ("encoder alone", encoder_only),
-                                        ("one serialization", serialize_once)]
+    variants: list[tuple[str, Pass]] = [
+        ("processors + encoder", full_path()),
+        ("encoder alone", encoder_only),
+        ("one serialization", serialize_once),
+    ]
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     rows = full_path()(fresh())  # warm-up, and the row count to check
     if rows != spans:
@@ -107,13 +114,21 @@ def main(argv: list[str] | None = None) -> int:
             gc.enable()
             times[name].append(elapsed / spans * 1e6)
     rs_count = sum(len(b.encoded) for b in encoded)
-    print(f"serialization bench: {args.workload} workload, {args.requests} requests x {args.spans} spans "
-          f"({rs_count} ResourceSpans), best of {args.reps} passes, fresh messages each")
+    print(
+        f"serialization bench: {args.workload} workload, {args.requests} requests x {args.spans} spans "
+        f"({rs_count} ResourceSpans), best of {args.reps} passes, fresh messages each"
+    )
     for name, _ in variants:
         print(f"{name:<22} {min(times[name]):6.2f} us/span  median {statistics.median(times[name]):6.2f}")
     count = SERIALIZED[0] if SERIALIZED else -1
-    print("serializations         " + (f"{count / rs_count:.1f} per ResourceSpans on the full path" if count >= 0
-                                       else "not counted by this tree (before SpanBatch.serialized: 4 per ResourceSpans)"))
+    print(
+        "serializations         "
+        + (
+            f"{count / rs_count:.1f} per ResourceSpans on the full path"
+            if count >= 0
+            else "not counted by this tree (before SpanBatch.serialized: 4 per ResourceSpans)"
+        )
+    )
     return 0
 
 

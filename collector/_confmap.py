@@ -51,7 +51,9 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} is not set (give a default with ${{env:{name}:-value}})")
+        raise ConfigError(
+            f"{path}: environment variable {name} is not set (give a default with ${{env:{name}:-value}})"
+        )
 
     whole = _ENV_REF.fullmatch(value)
     expanded = _ENV_REF.sub(replace, value)
@@ -100,9 +102,7 @@ def build(cls: type[T], data: Any, path: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in data if k not in fields)
     if unknown:
-        raise ConfigError(
-            f"{_join(path, unknown[0])}: unknown key (valid keys: {', '.join(sorted(fields)) or 'none'})"
-        )
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key (valid keys: {', '.join(sorted(fields)) or 'none'})")
     kwargs = {name: convert(hints[name], data[name], _join(path, name)) for name in fields if name in data}
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)

@@ -54,7 +54,8 @@ class SpanBatch:
     serializations: int = field(default=0, init=False, compare=False)
     # id(message) -> (message, its bytes); the message is kept so its id cannot be reused
     _encoded: dict[int, tuple[ResourceSpans, bytes]] = field(
-        default_factory=dict, init=False, repr=False, compare=False)
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def serialized(self, i: int) -> bytes:
         """``resource_spans[i]`` serialized: the cached bytes, or serialized now and cached.
@@ -67,7 +68,8 @@ class SpanBatch:
         if hit is not None and hit[0] is rs:
             if check_encoded and rs.SerializeToString() != hit[1]:
                 raise StaleEncodingError(
-                    f"resource_spans[{i}] changed without SpanBatch.changed({i}): its cached bytes are stale")
+                    f"resource_spans[{i}] changed without SpanBatch.changed({i}): its cached bytes are stale"
+                )
             return hit[1]
         data = rs.SerializeToString()
         self._encoded[id(rs)] = (rs, data)
@@ -89,7 +91,8 @@ class SpanBatch:
             if hit is not None and hit[0] is rs and rs.SerializeToString() != hit[1]:
                 raise StaleEncodingError(
                     f"{stage} changed resource_spans[{i}] without calling SpanBatch.changed({i}): "
-                    "its cached bytes are stale")
+                    "its cached bytes are stale"
+                )
 
     def release(self) -> None:
         """Drop every cached serialization (the bytes are no longer needed: encoded)."""

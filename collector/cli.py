@@ -69,24 +69,35 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the collector until SIGTERM or SIGINT"))
     serve.set_defaults(func=_serve)
-    validate = with_config(sub.add_parser(
-        "validate", help="check a config as far as a start would, without binding ports or connecting"))
+    validate = with_config(
+        sub.add_parser("validate", help="check a config as far as a start would, without binding ports or connecting")
+    )
     validate.set_defaults(func=_validate)
     components = sub.add_parser("components", help="list the component types of this build")
     components.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
     components.set_defaults(func=_components)
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(metavar="ACTION")
-    with_config(dbsub.add_parser(
-        "migrate", help="apply pending migrations (creates the embedded cluster if its data dir has none)",
-    )).set_defaults(func=_db_migrate)
+    with_config(
+        dbsub.add_parser(
+            "migrate",
+            help="apply pending migrations (creates the embedded cluster if its data dir has none)",
+        )
+    ).set_defaults(func=_db_migrate)
     with_config(dbsub.add_parser("status", help="show applied and pending migrations")).set_defaults(func=_db_status)
-    grant = with_config(dbsub.add_parser(
-        "grant-reader", help="create or update a login role that can only read the views and call the query functions"))
+    grant = with_config(
+        dbsub.add_parser(
+            "grant-reader",
+            help="create or update a login role that can only read the views and call the query functions",
+        )
+    )
     grant.add_argument("name", metavar="NAME", help="the role to create or update")
-    grant.add_argument("--password-env", metavar="VAR",
-                       help="read the password from this environment variable (else: prompted on a terminal, "
-                            "else generated and printed once)")
+    grant.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="read the password from this environment variable (else: prompted on a terminal, "
+        "else generated and printed once)",
+    )
     grant.set_defaults(func=_db_grant_reader)
     sqlp = with_config(sub.add_parser("sql", help="run a query (-c) or open psql on the configured database"))
     sqlp.add_argument("-c", "--command", help="SQL to run (one or more statements); prints each result")
@@ -135,8 +146,11 @@ async def _run_service(config: CollectorConfig) -> int:
     except Exception as exc:
         logger.error("cannot start: %s", exc)
         return 1
-    ports = ", ".join(f"{rid}/{name} on port {server.port}"
-                      for rid, r in service.receivers.items() for name, server in r.servers.items())
+    ports = ", ".join(
+        f"{rid}/{name} on port {server.port}"
+        for rid, r in service.receivers.items()
+        for name, server in r.servers.items()
+    )
     logger.info("tracetables is serving: %s", ports)
     await stop.wait()
     logger.info("shutting down: draining requests and batches")

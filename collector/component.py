@@ -218,8 +218,8 @@ class Registry:
 
     def __init__(self, factories: list[Factory[Any]], store: Callable[[Mapping[str, Any]], Store]) -> None:
         """Args:
-            factories: every component type of the distribution.
-            store: builds the host's store from the configured exporters.
+        factories: every component type of the distribution.
+        store: builds the host's store from the configured exporters.
         """
         self.store = store
         self._by_kind: dict[Kind, dict[str, Factory[Any]]] = {kind: {} for kind in Kind}

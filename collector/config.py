@@ -60,7 +60,7 @@ class MetricsConfig:
     def validate(self, path: str) -> None:
         if self.level not in METRICS_LEVELS:
             raise ConfigError(f"{path}.level: must be one of {', '.join(METRICS_LEVELS)}, got {self.level!r}")
-        host, sep, port = self.address.rpartition(":")
+        _host, sep, port = self.address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"{path}.address: expected host:port, got {self.address!r}")
 
@@ -93,8 +93,9 @@ class CollectorConfig:
     service: ServiceConfig
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None,
-                registry: Registry | None = None) -> CollectorConfig:
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, registry: Registry | None = None
+) -> CollectorConfig:
     """Read, expand and validate a config file.
 
     Raises:
@@ -108,8 +109,13 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None,
     return parse_config(text, env, source=str(path), registry=registry, base_dir=Path(path).resolve().parent)
 
 
-def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = "<config>",
-                 registry: Registry | None = None, base_dir: Path | None = None) -> CollectorConfig:
+def parse_config(
+    text: str,
+    env: Mapping[str, str] | None = None,
+    source: str = "<config>",
+    registry: Registry | None = None,
+    base_dir: Path | None = None,
+) -> CollectorConfig:
     """Parse and validate config text; see :func:`load_config`.
 
     Args:
@@ -123,7 +129,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
 
         registry = REGISTRY
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -157,9 +163,7 @@ def parse_config(text: str, env: Mapping[str, str] | None = None, source: str = 
         pipeline = build(PipelineConfig, body, path)
         _check_refs(pipeline, receivers, processors, exporters, path)
         pipelines[str(pid)] = pipeline
-    service = build(
-        ServiceConfig, {**service_raw, "pipelines": {}}, "service"
-    )
+    service = build(ServiceConfig, {**service_raw, "pipelines": {}}, "service")
     service = replace(service, pipelines=pipelines)
     for i, ext in enumerate(service.extensions):
         if ext not in extensions:
@@ -177,9 +181,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -187,8 +189,9 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _components(kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str],
-                base_dir: Path | None) -> dict[str, Any]:
+def _components(
+    kind: Kind, raw: Any, registry: Registry, env: Mapping[str, str], base_dir: Path | None
+) -> dict[str, Any]:
     section = kind.section
     if raw is None:
         return {}

@@ -31,4 +31,3 @@ class Consumer(Protocol):
         (including ``OverloadedError``) or ``PermanentError``.
         """
         ...
-

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .component import Exporter, ExportResult, Processor
-from .telemetry import Telemetry
-
 from . import batch as _batch
 from .batch import SpanBatch
+from .component import Exporter, ExportResult, Processor
 from .consumer import ConsumeResult
 from .processors.batch import BatchProcessor
 from .processors.config import BatchProcessorConfig
+from .telemetry import Telemetry
 
 
 class Pipeline:
@@ -34,8 +33,8 @@ class Pipeline:
         exporter_ids: Sequence[str] = (),
     ) -> None:
         """Args:
-            telemetry: where the per-processor and per-exporter span counts go; with
-                ``processor_ids`` and ``exporter_ids`` (same order) naming the components.
+        telemetry: where the per-processor and per-exporter span counts go; with
+            ``processor_ids`` and ``exporter_ids`` (same order) naming the components.
         """
         self.name = name
         self._processors = list(processors)
@@ -117,4 +116,3 @@ class FanOut:
         results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies, strict=True)))
         worst = max(results, key=lambda r: r.rejected_spans)
         return worst
-

@@ -75,8 +75,15 @@ class Service:
                     processor = self._processors[pid] = create(Kind.PROCESSOR, pid, pconf)
                 processors.append(processor)
                 processor_ids.append(pid)
-            pipeline = Pipeline(name, processors, batch, [self.exporters[e] for e in spec.exporters],
-                                self._telemetry, processor_ids, spec.exporters)
+            pipeline = Pipeline(
+                name,
+                processors,
+                batch,
+                [self.exporters[e] for e in spec.exporters],
+                self._telemetry,
+                processor_ids,
+                spec.exporters,
+            )
             self.pipelines[name] = pipeline
             for rid in spec.receivers:
                 feeds.setdefault(rid, []).append(pipeline)
@@ -112,8 +119,9 @@ class Service:
         return ServiceStatus(self._status, tuple(self.pipelines))
 
     async def _serve_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._telemetry.render(), content_type="text/plain",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            body=self._telemetry.render(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -121,8 +129,10 @@ class Service:
         """Start extensions, exporters, processors, then receivers. On failure, what
         started is stopped again."""
         order: list[tuple[str, dict[str, Any]]] = [
-            ("extension", self.extensions), ("exporter", self.exporters),
-            ("processor", self._processors), ("receiver", self.receivers),
+            ("extension", self.extensions),
+            ("exporter", self.exporters),
+            ("processor", self._processors),
+            ("receiver", self.receivers),
         ]
         try:
             if self.metrics is not None:

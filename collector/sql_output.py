@@ -33,8 +33,9 @@ def render(results: Sequence[StatementResult], fmt: str, statements: int) -> str
         return render_json(results, nested=statements > 1) + "\n"
     # several result sets: an empty line between them
     if fmt == "csv":
-        return "\r\n".join(r.copied if r.copied is not None else render_csv(r)
-                             for r in results if r.has_rows or r.copied is not None)
+        return "\r\n".join(
+            r.copied if r.copied is not None else render_csv(r) for r in results if r.has_rows or r.copied is not None
+        )
     return "\n".join(render_table(r) + "\n" for r in results)
 
 
@@ -77,9 +78,12 @@ def cell_text(value: Any) -> str:
 def render_json(results: Sequence[StatementResult], nested: bool) -> str:
     """One JSON document: an array of row objects, or (``nested``) one such array per statement;
     for a ``COPY ... TO STDOUT``, the array of the lines it sent."""
-    arrays = [r.copied.splitlines() if r.copied is not None
-              else [dict(zip(unique_names(r.columns), map(to_json, row), strict=True)) for row in r.rows]
-              for r in results]
+    arrays = [
+        r.copied.splitlines()
+        if r.copied is not None
+        else [dict(zip(unique_names(r.columns), map(to_json, row), strict=True)) for row in r.rows]
+        for r in results
+    ]
     document: Any = arrays if nested else (arrays[0] if arrays else [])
     return json.dumps(document, ensure_ascii=False)
 
@@ -128,8 +132,10 @@ def render_table(result: StatementResult) -> str:
         for i in range(len(result.columns))
     ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(result.columns)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(result.columns, widths, strict=True)).rstrip(),
-             "-+-".join("-" * w for w in widths)]
+    lines = [
+        " | ".join(h.ljust(w) for h, w in zip(result.columns, widths, strict=True)).rstrip(),
+        "-+-".join("-" * w for w in widths),
+    ]
     for r in cells:
         line = " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True))
         lines.append(line.rstrip())

@@ -159,8 +159,7 @@ class _Wire:
         self.flush()
 
 
-def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str,
-            copied: str | None) -> StatementResult:
+def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str, copied: str | None) -> StatementResult:
     status = (res.command_status or b"").decode(encoding)
     if res.status != pq.ExecStatus.TUPLES_OK:
         return StatementResult(status, copied=copied)
@@ -174,8 +173,7 @@ def _result(conn: psycopg.Connection[Any], res: pq.abc.PGresult, encoding: str,
     return StatementResult(status, columns, tuple(rows))
 
 
-def _as_sent(res: pq.abc.PGresult, r: int, row: tuple[Any, ...], columns: list[int],
-             encoding: str) -> tuple[Any, ...]:
+def _as_sent(res: pq.abc.PGresult, r: int, row: tuple[Any, ...], columns: list[int], encoding: str) -> tuple[Any, ...]:
     """``row`` with the cells of ``columns`` taken from the server's text: JSON parsed, the rest as is."""
     cells = list(row)
     for c in columns:

@@ -25,35 +25,58 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.receiver_accepted = Counter(
-            "otelcol_receiver_accepted_spans", "Spans the receiver pushed into the pipelines and were stored.",
-            ["receiver", "transport"], registry=r)
+            "otelcol_receiver_accepted_spans",
+            "Spans the receiver pushed into the pipelines and were stored.",
+            ["receiver", "transport"],
+            registry=r,
+        )
         self.receiver_refused = Counter(
-            "otelcol_receiver_refused_spans", "Spans of requests the receiver answered with an error.",
-            ["receiver", "transport", "reason"], registry=r)
+            "otelcol_receiver_refused_spans",
+            "Spans of requests the receiver answered with an error.",
+            ["receiver", "transport", "reason"],
+            registry=r,
+        )
         # A malformed or oversized body has no span count: requests are counted too.
         self.receiver_refused_requests = Counter(
-            "tracetables_receiver_refused_requests", "Requests the receiver answered with an error.",
-            ["receiver", "transport", "reason"], registry=r)
+            "tracetables_receiver_refused_requests",
+            "Requests the receiver answered with an error.",
+            ["receiver", "transport", "reason"],
+            registry=r,
+        )
         self.processor_incoming = Counter(
-            "otelcol_processor_incoming_spans", "Spans handed to a processor.", ["processor"], registry=r)
+            "otelcol_processor_incoming_spans", "Spans handed to a processor.", ["processor"], registry=r
+        )
         self.processor_outgoing = Counter(
-            "otelcol_processor_outgoing_spans", "Spans a processor passed on.", ["processor"], registry=r)
+            "otelcol_processor_outgoing_spans", "Spans a processor passed on.", ["processor"], registry=r
+        )
         self.exporter_sent = Counter(
-            "otelcol_exporter_sent_spans", "Spans the exporter stored.", ["exporter"], registry=r)
+            "otelcol_exporter_sent_spans", "Spans the exporter stored.", ["exporter"], registry=r
+        )
         self.exporter_failed = Counter(
-            "otelcol_exporter_send_failed_spans", "Spans the exporter failed to store.", ["exporter"], registry=r)
+            "otelcol_exporter_send_failed_spans", "Spans the exporter failed to store.", ["exporter"], registry=r
+        )
         self.exporter_queue_size = Gauge(
-            "otelcol_exporter_queue_size", "Spans accepted and not yet committed (in the batch processor).",
-            ["exporter"], registry=r)
+            "otelcol_exporter_queue_size",
+            "Spans accepted and not yet committed (in the batch processor).",
+            ["exporter"],
+            registry=r,
+        )
         self.batch_commit_seconds = Histogram(
-            "tracetables_batch_commit_seconds", "Time to write and commit one batch, retries included.",
-            ["exporter"], registry=r,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+            "tracetables_batch_commit_seconds",
+            "Time to write and commit one batch, retries included.",
+            ["exporter"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
         self.masked_values = Counter(
-            "tracetables_masked_values", "Attribute values masked by pii_masking.", ["processor"], registry=r)
+            "tracetables_masked_values", "Attribute values masked by pii_masking.", ["processor"], registry=r
+        )
         self.rejected_spans = Counter(
-            "tracetables_rejected_spans", "Spans refused for good inside an accepted request (partial_success).",
-            ["reason"], registry=r)
+            "tracetables_rejected_spans",
+            "Spans refused for good inside an accepted request (partial_success).",
+            ["reason"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -26,7 +26,6 @@ class DebugExporterConfig:
             raise ConfigError(f"{path}.verbosity: must be basic, normal or detailed, got {self.verbosity!r}")
 
 
-
 class DebugExporter:
     """Logs a summary of each batch."""
 
@@ -54,7 +53,11 @@ class DebugExporter:
                     for span in ss.spans:
                         logger.info(
                             "span trace_id=%s span_id=%s name=%r kind=%d attributes=%d",
-                            span.trace_id.hex(), span.span_id.hex(), span.name, span.kind, len(span.attributes),
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.name,
+                            span.kind,
+                            len(span.attributes),
                         )
         return ExportResult()
 

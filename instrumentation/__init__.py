@@ -15,11 +15,29 @@ from .flow import Run, Step, current_flow, next_step_number, run, step
 from .handoff import FlowRef, handoff, resume
 from .http import http_call
 from .logs import TraceContextFilter, add_trace_context
-from .setup import configure
 from .provenance import Action, ActionRef, Event, action, event
+from .setup import configure
 
 __all__ = [
-    "Action", "ActionRef", "Call", "Event", "FlowRef", "Run", "Step", "TraceContextFilter",
-    "action", "add_trace_context", "call", "configure", "current_flow", "event", "handoff", "http_call",
-    "next_attempt", "next_step_number", "resume", "run", "step",
+    "Action",
+    "ActionRef",
+    "Call",
+    "Event",
+    "FlowRef",
+    "Run",
+    "Step",
+    "TraceContextFilter",
+    "action",
+    "add_trace_context",
+    "call",
+    "configure",
+    "current_flow",
+    "event",
+    "handoff",
+    "http_call",
+    "next_attempt",
+    "next_step_number",
+    "resume",
+    "run",
+    "step",
 ]

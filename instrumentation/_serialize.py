@@ -131,7 +131,7 @@ def _chunks(value: Any, limit: int, active: set[int]) -> Iterator[str]:
     the containers being written, to refuse a cycle as ``json`` does.
     """
     if isinstance(value, str):
-        yield _encoder.encode(value if len(value) <= limit else value[:limit + 1])
+        yield _encoder.encode(value if len(value) <= limit else value[: limit + 1])
     elif value is None or isinstance(value, bool | int | float):
         yield _encoder.encode(value)
     elif isinstance(value, dict | list | tuple):

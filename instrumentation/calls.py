@@ -32,8 +32,16 @@ class Call(_FlowSpan):
     _role = "call"
     _kind = trace.SpanKind.CLIENT
 
-    def __init__(self, name: str, key: str, attempt: int | None, destination: str | None, request: Any,
-                 tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        key: str,
+        attempt: int | None,
+        destination: str | None,
+        request: Any,
+        tracer_provider: trace.TracerProvider | None,
+        size_limit: int,
+    ) -> None:
         super().__init__(name, {cv.FLOW_CALL_KEY: key, cv.SERVER_ADDRESS: destination}, tracer_provider, size_limit)
         self._key = key
         self._attempt = attempt
@@ -50,8 +58,15 @@ class Call(_FlowSpan):
             self._attributes[cv.FLOW_CALL_REQUEST] = to_json(self._request, self._limit)
 
     def _started(self, tracer: trace.Tracer) -> None:
-        self._marker(tracer, f"{self._name} pending", {
-            cv.FLOW_ROLE: "call", cv.FLOW_CALL_KEY: self._key, cv.FLOW_CALL_ATTEMPT: self._attributes[cv.FLOW_CALL_ATTEMPT]})
+        self._marker(
+            tracer,
+            f"{self._name} pending",
+            {
+                cv.FLOW_ROLE: "call",
+                cv.FLOW_CALL_KEY: self._key,
+                cv.FLOW_CALL_ATTEMPT: self._attributes[cv.FLOW_CALL_ATTEMPT],
+            },
+        )
 
     def response(self, value: Any, status_code: int | None = None) -> None:
         """Record the response payload and, for HTTP, its status code."""
@@ -72,8 +87,9 @@ class Call(_FlowSpan):
             self._set("error.type", str(self._status_code))
             self._span.set_status(trace.Status(trace.StatusCode.ERROR, f"HTTP {self._status_code}"))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             try:
                 self._set("error.type", exc_type.__qualname__)
@@ -82,8 +98,16 @@ class Call(_FlowSpan):
         super().__exit__(exc_type, exc, tb)
 
 
-def call(name: str, *, key: str, attempt: int | None = None, destination: str | None = None, request: Any = None,
-         tracer_provider: trace.TracerProvider | None = None, size_limit: int = DEFAULT_LIMIT) -> Call:
+def call(
+    name: str,
+    *,
+    key: str,
+    attempt: int | None = None,
+    destination: str | None = None,
+    request: Any = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> Call:
     """A call attempt: ``with call("POST /hook", key=order_id, destination="n8n") as c: …; c.response(body, 200)``.
 
     Args:

@@ -45,7 +45,7 @@ def current_flow() -> _FlowContext:
     return _current.get()
 
 
-_current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())
+_current: contextvars.ContextVar[_FlowContext] = contextvars.ContextVar("tracetables_flow", default=_FlowContext())  # noqa: B039 (immutable)
 _steps = Numbering(100_000)  # step numbers of the 100,000 most recently stepped sessions
 _warned: set[str] = set()
 
@@ -82,8 +82,9 @@ def continue_step_numbers(session_id: str, last: int) -> None:
 def _swallow(where: str, exc: BaseException) -> None:
     if where not in _warned:
         _warned.add(where)
-        logger.warning("tracetables instrumentation failed in %s (%s); the span goes on without it",
-                       where, type(exc).__name__)
+        logger.warning(
+            "tracetables instrumentation failed in %s (%s); the span goes on without it", where, type(exc).__name__
+        )
 
 
 class _FlowSpan:
@@ -92,8 +93,9 @@ class _FlowSpan:
     _role = ""
     _kind = trace.SpanKind.INTERNAL
 
-    def __init__(self, name: str, attributes: dict[str, Any], tracer_provider: trace.TracerProvider | None,
-                 size_limit: int) -> None:
+    def __init__(
+        self, name: str, attributes: dict[str, Any], tracer_provider: trace.TracerProvider | None, size_limit: int
+    ) -> None:
         self._name = name
         self._attributes = attributes
         self._provider = tracer_provider
@@ -114,8 +116,9 @@ class _FlowSpan:
             tracer = _tracer(self._provider)
             attrs = {k: v for k, v in self._attributes.items() if v is not None}
             attrs[cv.FLOW_ROLE] = self._role
-            self._cm = tracer.start_as_current_span(self._name, kind=self._kind, attributes=attrs,
-                                                    links=self._links or None)
+            self._cm = tracer.start_as_current_span(
+                self._name, kind=self._kind, attributes=attrs, links=self._links or None
+            )
             self._span = self._cm.__enter__()
             self._started(tracer)
         except Exception as exc:
@@ -123,8 +126,9 @@ class _FlowSpan:
             self._cm = None
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             self._finish()
         except Exception as error:
@@ -140,8 +144,9 @@ class _FlowSpan:
     async def __aenter__(self) -> Self:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.__exit__(exc_type, exc, tb)
 
     def _started(self, tracer: trace.Tracer) -> None:
@@ -189,16 +194,19 @@ class _FlowSpan:
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 async with self._fresh():
                     return await func(*args, **kwargs)
+
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
             with self._fresh():
                 return func(*args, **kwargs)
+
         return run_sync  # type: ignore[return-value]
 
 
@@ -207,8 +215,14 @@ class Run(_FlowSpan):
 
     _role = "run"
 
-    def __init__(self, name: str, context: _FlowContext, request: Any, tracer_provider: trace.TracerProvider | None,
-                 size_limit: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        context: _FlowContext,
+        request: Any,
+        tracer_provider: trace.TracerProvider | None,
+        size_limit: int,
+    ) -> None:
         super().__init__(name, {}, tracer_provider, size_limit)
         self._context = context
         self._request = request
@@ -251,10 +265,19 @@ class Step(_FlowSpan):
 
     _role = "step"
 
-    def __init__(self, node_id: str, node_type: str | None, state_before: Any, details: Any,
-                 session_id: str | None, tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(f"step {node_id}", {cv.FLOW_NODE_ID: node_id, cv.FLOW_NODE_TYPE: node_type},
-                         tracer_provider, size_limit)
+    def __init__(
+        self,
+        node_id: str,
+        node_type: str | None,
+        state_before: Any,
+        details: Any,
+        session_id: str | None,
+        tracer_provider: trace.TracerProvider | None,
+        size_limit: int,
+    ) -> None:
+        super().__init__(
+            f"step {node_id}", {cv.FLOW_NODE_ID: node_id, cv.FLOW_NODE_TYPE: node_type}, tracer_provider, size_limit
+        )
         self._state_before = state_before
         self._details = details
         self._session_id = session_id
@@ -265,8 +288,14 @@ class Step(_FlowSpan):
     def _prepare(self) -> None:
         parent = _current.get()
         # built directly: dataclasses.replace, twice, cost a tenth of a step
-        ctx = _FlowContext(self._session_id or parent.session_id, parent.user_id, parent.conversation_id,
-                           parent.flow_id, parent.flow_version, self._attributes[cv.FLOW_NODE_ID])
+        ctx = _FlowContext(
+            self._session_id or parent.session_id,
+            parent.user_id,
+            parent.conversation_id,
+            parent.flow_id,
+            parent.flow_version,
+            self._attributes[cv.FLOW_NODE_ID],
+        )
         self._token = _current.set(ctx)
         self._attributes.update(_context_attributes(ctx))
         if ctx.session_id:
@@ -309,10 +338,18 @@ def _context_attributes(ctx: _FlowContext) -> dict[str, Any]:
     }
 
 
-def run(name: str = "run", *, session_id: str | None = None, user_id: str | None = None,
-        conversation_id: str | None = None, flow_id: str | None = None, flow_version: str | None = None,
-        request: Any = None, tracer_provider: trace.TracerProvider | None = None,
-        size_limit: int = DEFAULT_LIMIT) -> Run:
+def run(
+    name: str = "run",
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    conversation_id: str | None = None,
+    flow_id: str | None = None,
+    flow_version: str | None = None,
+    request: Any = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> Run:
     """A run span: ``with run(...) as r: …; r.response(...)``, or ``@run(...)``.
 
     Args:
@@ -327,9 +364,16 @@ def run(name: str = "run", *, session_id: str | None = None, user_id: str | None
     return Run(name, context, request, tracer_provider, size_limit)
 
 
-def step(node_id: str, node_type: str | None = None, *, state_before: Any = None, details: Any = None,
-         session_id: str | None = None, tracer_provider: trace.TracerProvider | None = None,
-         size_limit: int = DEFAULT_LIMIT) -> Step:
+def step(
+    node_id: str,
+    node_type: str | None = None,
+    *,
+    state_before: Any = None,
+    details: Any = None,
+    session_id: str | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> Step:
     """A step span: ``with step("ask_name", "question", state_before=s) as st: …``, or ``@step(...)``.
 
     Args:

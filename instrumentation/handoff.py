@@ -80,9 +80,13 @@ def handoff() -> FlowRef | None:
             return None
         flow = _current.get()
         last = last_step_number(flow.session_id) if flow.session_id else 0
-        return FlowRef(span_context.trace_id, span_context.span_id, span_context.trace_flags.sampled,
-                       _FlowContext(flow.session_id, flow.user_id, flow.conversation_id, flow.flow_id,
-                                    flow.flow_version), last)
+        return FlowRef(
+            span_context.trace_id,
+            span_context.span_id,
+            span_context.trace_flags.sampled,
+            _FlowContext(flow.session_id, flow.user_id, flow.conversation_id, flow.flow_id, flow.flow_version),
+            last,
+        )
     except Exception as exc:
         _swallow("handoff", exc)
         return None

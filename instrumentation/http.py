@@ -23,9 +23,17 @@ from .calls import call
 R = TypeVar("R")
 
 
-def http_call(key: str, send: Callable[[], R], *, method: str, url: str, request: Any = None,
-              attempt: int | None = None, tracer_provider: trace.TracerProvider | None = None,
-              size_limit: int = DEFAULT_LIMIT) -> R:
+def http_call(
+    key: str,
+    send: Callable[[], R],
+    *,
+    method: str,
+    url: str,
+    request: Any = None,
+    attempt: int | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> R:
     """Make one HTTP request through ``send`` and record it as an attempt of call ``key``.
 
     Example::
@@ -34,8 +42,15 @@ def http_call(key: str, send: Callable[[], R], *, method: str, url: str, request
                              method="POST", url=url, request=body)
     """
     destination = urlsplit(url).hostname
-    with call(f"{method.upper()} {urlsplit(url).path or '/'}", key=key, attempt=attempt, destination=destination,
-              request=request, tracer_provider=tracer_provider, size_limit=size_limit) as attempt_span:
+    with call(
+        f"{method.upper()} {urlsplit(url).path or '/'}",
+        key=key,
+        attempt=attempt,
+        destination=destination,
+        request=request,
+        tracer_provider=tracer_provider,
+        size_limit=size_limit,
+    ) as attempt_span:
         response = send()
         status = getattr(response, "status_code", None)
         attempt_span.response(_body(response, size_limit), status_code=status if isinstance(status, int) else None)

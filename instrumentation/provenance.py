@@ -45,8 +45,9 @@ class ActionRef:
         return ref if ref.trace_id and ref.span_id else None
 
     def span_context(self) -> trace.SpanContext:
-        return trace.SpanContext(self.trace_id, self.span_id, is_remote=True,
-                                 trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        return trace.SpanContext(
+            self.trace_id, self.span_id, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        )
 
 
 Cause = tuple["Action | ActionRef", str]
@@ -57,10 +58,21 @@ class Action(_FlowSpan):
 
     _role = "action"
 
-    def __init__(self, concept: str, name: str, inputs: Any, caused_by: Iterable[Cause],
-                 tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
-        super().__init__(f"{concept}::{name}", {cv.FLOW_ACTION_CONCEPT: concept, cv.FLOW_ACTION_NAME: name},
-                         tracer_provider, size_limit)
+    def __init__(
+        self,
+        concept: str,
+        name: str,
+        inputs: Any,
+        caused_by: Iterable[Cause],
+        tracer_provider: trace.TracerProvider | None,
+        size_limit: int,
+    ) -> None:
+        super().__init__(
+            f"{concept}::{name}",
+            {cv.FLOW_ACTION_CONCEPT: concept, cv.FLOW_ACTION_NAME: name},
+            tracer_provider,
+            size_limit,
+        )
         self._inputs = inputs
         self._causes = list(caused_by)
         self._outputs: Any = None
@@ -101,8 +113,14 @@ class Event(_FlowSpan):
 
     _role = "event"
 
-    def __init__(self, event_type: str, data: Any, context_snapshot: Any,
-                 tracer_provider: trace.TracerProvider | None, size_limit: int) -> None:
+    def __init__(
+        self,
+        event_type: str,
+        data: Any,
+        context_snapshot: Any,
+        tracer_provider: trace.TracerProvider | None,
+        size_limit: int,
+    ) -> None:
         super().__init__(f"event {event_type}", {cv.FLOW_EVENT_TYPE: event_type}, tracer_provider, size_limit)
         self._data = data
         self._snapshot = context_snapshot
@@ -115,8 +133,15 @@ class Event(_FlowSpan):
             self._attributes[cv.FLOW_CONTEXT_SNAPSHOT] = to_json(self._snapshot, self._limit)
 
 
-def action(concept: str, name: str, *, inputs: Any = None, caused_by: Iterable[Cause] = (),
-           tracer_provider: trace.TracerProvider | None = None, size_limit: int = DEFAULT_LIMIT) -> Action:
+def action(
+    concept: str,
+    name: str,
+    *,
+    inputs: Any = None,
+    caused_by: Iterable[Cause] = (),
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> Action:
     """An action span: ``with action("Auth", "validate_token", caused_by=[(web, "OnWebRequest")]) as a: …``.
 
     Args:
@@ -130,7 +155,13 @@ def action(concept: str, name: str, *, inputs: Any = None, caused_by: Iterable[C
     return Action(concept, name, inputs, caused_by, tracer_provider, size_limit)
 
 
-def event(event_type: str, *, data: Any = None, context_snapshot: Any = None,
-          tracer_provider: trace.TracerProvider | None = None, size_limit: int = DEFAULT_LIMIT) -> Event:
+def event(
+    event_type: str,
+    *,
+    data: Any = None,
+    context_snapshot: Any = None,
+    tracer_provider: trace.TracerProvider | None = None,
+    size_limit: int = DEFAULT_LIMIT,
+) -> Event:
     """An event span for the replay store: ``with event("passage_played", data={...}): pass``."""
     return Event(event_type, data, context_snapshot, tracer_provider, size_limit)

@@ -13,8 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def configure(endpoint: str | None = None, service_name: str | None = None, protocol: str = "http/protobuf",
-              resource_attributes: dict[str, Any] | None = None) -> Any:
+def configure(
+    endpoint: str | None = None,
+    service_name: str | None = None,
+    protocol: str = "http/protobuf",
+    resource_attributes: dict[str, Any] | None = None,
+) -> Any:
     """Install and return a global ``TracerProvider`` exporting OTLP to ``endpoint``.
 
     Args:

@@ -20,8 +20,14 @@ def generate(out_dir: Path) -> None:
 
     well_known = resources.files("grpc_tools") / "_proto"
     for name in PROTOS:
-        args = ["protoc", f"-I{HERE}", f"-I{well_known}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
-                str(HERE / name)]
+        args = [
+            "protoc",
+            f"-I{HERE}",
+            f"-I{well_known}",
+            f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}",
+            str(HERE / name),
+        ]
         if protoc.main(args) != 0:  # type: ignore[no-untyped-call]
             raise SystemExit(f"protoc failed on {name}")
 

@@ -44,10 +44,11 @@ def _kvlist(pairs: list[KeyValue]) -> AnyValue:
 
 
 def _key_values(values: st.SearchStrategy[AnyValue], max_size: int = 4) -> st.SearchStrategy[list[KeyValue]]:
-    return st.lists(st.tuples(KEY | st.sampled_from(["@bytes", "@double", "@kvlist", "@x"]), values),
-                    max_size=max_size, unique_by=lambda kv: kv[0]).map(
-        lambda kvs: [KeyValue(key=k, value=v) for k, v in kvs]
-    )
+    return st.lists(
+        st.tuples(KEY | st.sampled_from(["@bytes", "@double", "@kvlist", "@x"]), values),
+        max_size=max_size,
+        unique_by=lambda kv: kv[0],
+    ).map(lambda kvs: [KeyValue(key=k, value=v) for k, v in kvs])
 
 
 VALUES = st.recursive(
@@ -56,8 +57,8 @@ VALUES = st.recursive(
     max_leaves=8,
 )
 ATTRIBUTES = _key_values(VALUES)
-TRACE_ID = st.binary(min_size=16, max_size=16).filter(lambda b: any(b))
-SPAN_ID = st.binary(min_size=8, max_size=8).filter(lambda b: any(b))
+TRACE_ID = st.binary(min_size=16, max_size=16).filter(any)
+SPAN_ID = st.binary(min_size=8, max_size=8).filter(any)
 
 
 @st.composite
@@ -85,8 +86,13 @@ def spans(draw: st.DrawFn) -> Span:
         event = span.events.add(time_unix_nano=draw(U64), name=draw(TEXT), dropped_attributes_count=draw(U32))
         event.attributes.extend(draw(ATTRIBUTES))
     for _ in range(draw(st.integers(0, 2))):
-        link = span.links.add(trace_id=draw(TRACE_ID), span_id=draw(SPAN_ID), trace_state=draw(TEXT), flags=draw(U32),
-                              dropped_attributes_count=draw(U32))
+        link = span.links.add(
+            trace_id=draw(TRACE_ID),
+            span_id=draw(SPAN_ID),
+            trace_state=draw(TEXT),
+            flags=draw(U32),
+            dropped_attributes_count=draw(U32),
+        )
         link.attributes.extend(draw(ATTRIBUTES))
     return span
 

@@ -25,8 +25,13 @@ class HttpReply:
         return json.loads(self.body)
 
 
-def http_post(port: int, body: bytes, content_type: str = "application/x-protobuf",
-              headers: dict[str, str] | None = None, path: str = "/v1/traces") -> HttpReply:
+def http_post(
+    port: int,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    headers: dict[str, str] | None = None,
+    path: str = "/v1/traces",
+) -> HttpReply:
     """POST over a fresh connection to 127.0.0.1 and return the whole reply."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -37,7 +42,9 @@ def http_post(port: int, body: bytes, content_type: str = "application/x-protobu
         conn.close()
 
 
-def grpc_export(port: int, body: bytes, compression: grpc.Compression | None = None) -> tuple[grpc.StatusCode, bytes, str]:
+def grpc_export(
+    port: int, body: bytes, compression: grpc.Compression | None = None
+) -> tuple[grpc.StatusCode, bytes, str]:
     """Send raw request bytes to TraceService/Export; returns (code, response bytes, details)."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         export = channel.unary_unary(EXPORT_PATH)
@@ -49,8 +56,14 @@ def grpc_export(port: int, body: bytes, compression: grpc.Compression | None = N
 
 
 def make_span(trace_id: bytes = b"\x01" * 16, span_id: bytes = b"\x02" * 8, name: str = "op", **attrs: Any) -> Span:
-    span = Span(trace_id=trace_id, span_id=span_id, name=name, kind=Span.SPAN_KIND_SERVER,
-                start_time_unix_nano=1_700_000_000_000_000_000, end_time_unix_nano=1_700_000_000_500_000_000)
+    span = Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        kind=Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_500_000_000,
+    )
     for key, value in attrs.items():
         span.attributes.append(KeyValue(key=key, value=AnyValue(string_value=str(value))))
     return span

@@ -63,7 +63,7 @@ def provider(collector: RunningCollector) -> Iterator[TracerProvider]:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         code = 500 if self.path.startswith("/fail") else 200
         body = json.dumps({"path": self.path}).encode()
         self.send_response(code)
@@ -72,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -94,8 +94,11 @@ def endpoints() -> Iterator[Endpoints]:
         free_port = probe.getsockname()[1]
     port = server.server_address[1]
     try:
-        yield Endpoints(ok=f"http://127.0.0.1:{port}/ok", fail=f"http://127.0.0.1:{port}/fail",
-                        refused=f"http://127.0.0.1:{free_port}/nothing")
+        yield Endpoints(
+            ok=f"http://127.0.0.1:{port}/ok",
+            fail=f"http://127.0.0.1:{port}/fail",
+            refused=f"http://127.0.0.1:{free_port}/nothing",
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -153,7 +156,9 @@ CALLS: dict[Library, Callable[[Endpoints], None]] = {"requests": _requests_calls
 REFUSED_ERROR_TYPE: dict[Library, str] = {"requests": "ConnectionError", "httpx": "ConnectError"}
 # ... and what the SDK records as exception.type on its exception event, in both modes.
 REFUSED_EXCEPTION_TYPE: dict[Library, str] = {
-    "requests": "requests.exceptions.ConnectionError", "httpx": "httpx.ConnectError"}
+    "requests": "requests.exceptions.ConnectionError",
+    "httpx": "httpx.ConnectError",
+}
 
 
 @pytest.fixture
@@ -283,11 +288,16 @@ def test_langgraph_run_and_steps(langchain_instrumented: None, conn: Conn) -> No
     assert log["step_count"] == 2
     assert [s["node"] for s in log["execution_trace"]] == ["classify", "greet"]
     assert [(s["node_type"], s["step_number"], s["status"]) for s in log["execution_trace"]] == [
-        ("chain", 1, "completed"), ("chain", 2, "completed")]
+        ("chain", 1, "completed"),
+        ("chain", 2, "completed"),
+    ]
     assert log["failed_nodes"] == [] and log["error_summary"] is None
 
-    steps = rows(conn, "SELECT *, encode(span_id, 'hex') AS sid, encode(parent_span_id, 'hex') AS parent"
-                       " FROM flow_execution_steps ORDER BY step_number")
+    steps = rows(
+        conn,
+        "SELECT *, encode(span_id, 'hex') AS sid, encode(parent_span_id, 'hex') AS parent"
+        " FROM flow_execution_steps ORDER BY step_number",
+    )
     # One row per node visit: the `route` branch span (below classify, metadata naming
     # classify) is part of classify's visit, not a step.
     assert [s["node_id"] for s in steps] == ["classify", "greet"]
@@ -349,7 +359,10 @@ def test_single_key_state_is_unwrapped_by_openinference(langchain_instrumented: 
     assert graph.compile().invoke({"text": "hi"}) == {"text": "hi", "reply": "HI"}
 
     (log,) = rows(conn, "SELECT request_message, response_message, status FROM execution_logs")
-    assert log == {"request_message": "hi", "response_message": json.dumps({"text": "hi", "reply": "HI"}),
-                   "status": "completed"}
+    assert log == {
+        "request_message": "hi",
+        "response_message": json.dumps({"text": "hi", "reply": "HI"}),
+        "status": "completed",
+    }
     (step,) = rows(conn, "SELECT node_id, state_before, state_after FROM flow_execution_steps")
     assert step == {"node_id": "answer", "state_before": "hi", "state_after": "HI"}

@@ -37,7 +37,9 @@ def assert_still_serving(collector: RunningCollector, conn: Conn) -> None:
     good = make_request(make_span(trace_id=b"\x0a" * 16, span_id=b"\x0b" * 8, name="after")).SerializeToString()
     reply = http_post(collector.http_port, good)
     assert reply.status == 200
-    code, _, _ = grpc_export(collector.grpc_port, make_request(make_span(trace_id=b"\x0c" * 16, name="after")).SerializeToString())
+    code, _, _ = grpc_export(
+        collector.grpc_port, make_request(make_span(trace_id=b"\x0c" * 16, name="after")).SerializeToString()
+    )
     assert code == grpc.StatusCode.OK
     assert span_count(conn) == before + 2
 
@@ -78,8 +80,12 @@ class TestMalformed:
 
     @pytest.mark.parametrize(
         "body",
-        [b"[1, 2, 3]", b'{"resourceSpans": 5}', b'{"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]}',
-         b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": {"a": 1}}]}]}]}'],
+        [
+            b"[1, 2, 3]",
+            b'{"resourceSpans": 5}',
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]}',
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": {"a": 1}}]}]}]}',
+        ],
         ids=["top-level-list", "number-for-list", "string-for-span", "object-for-name"],
     )
     def test_http_json_of_wrong_shape_is_400(self, body: bytes, collector: RunningCollector, conn: Conn) -> None:
@@ -133,8 +139,15 @@ class TestMalformed:
         text = json.dumps(value)
         for _ in range(10_000):
             text = '{"kvlistValue": {"values": [{"key": "k", "value": ' + text + "}]}}"
-        body = ('{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "' + "01" * 16 + '", "spanId": "'
-                + "02" * 8 + '", "name": "x", "attributes": [{"key": "deep", "value": ' + text + "}]}]}]}]}")
+        body = (
+            '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "'
+            + "01" * 16
+            + '", "spanId": "'
+            + "02" * 8
+            + '", "name": "x", "attributes": [{"key": "deep", "value": '
+            + text
+            + "}]}]}]}]}"
+        )
         reply = http_post(collector.http_port, body.encode(), "application/json")
         assert reply.status == 400
         assert span_count(conn) == 0
@@ -154,8 +167,9 @@ class TestTransportLimits:
 
     def test_http_unknown_content_encoding_is_415(self, collector: RunningCollector, conn: Conn) -> None:
         """Content-Encoding other than gzip or identity: 415."""
-        reply = http_post(collector.http_port, make_request(make_span()).SerializeToString(),
-                          headers={"Content-Encoding": "zstd"})
+        reply = http_post(
+            collector.http_port, make_request(make_span()).SerializeToString(), headers={"Content-Encoding": "zstd"}
+        )
         assert reply.status == 415
         assert span_count(conn) == 0
         assert_still_serving(collector, conn)
@@ -216,8 +230,12 @@ class TestRejectedSpans:
 
     @pytest.mark.parametrize(
         ("trace_id", "span_id", "words"),
-        [(b"\x01" * 15, b"\x02" * 8, "trace_id"), (b"\x01" * 16, b"", "span_id"),
-         (b"\x00" * 16, b"\x02" * 8, "trace_id"), (b"\x01" * 16, b"\x02" * 9, "span_id")],
+        [
+            (b"\x01" * 15, b"\x02" * 8, "trace_id"),
+            (b"\x01" * 16, b"", "span_id"),
+            (b"\x00" * 16, b"\x02" * 8, "trace_id"),
+            (b"\x01" * 16, b"\x02" * 9, "span_id"),
+        ],
         ids=["15-byte-trace-id", "empty-span-id", "zero-trace-id", "9-byte-span-id"],
     )
     def test_wrong_id_length_is_rejected_by_partial_success(
@@ -237,8 +255,13 @@ class TestRejectedSpans:
 
     def test_http_json_15_byte_trace_id_is_rejected(self, collector: RunningCollector, conn: Conn) -> None:
         """In OTLP/JSON too: a 30-hex-digit trace id is a rejected span, answered in JSON."""
-        body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
-            {"traceId": "01" * 15, "spanId": "02" * 8, "name": "bad"}]}]}]}).encode()
+        body = json.dumps(
+            {
+                "resourceSpans": [
+                    {"scopeSpans": [{"spans": [{"traceId": "01" * 15, "spanId": "02" * 8, "name": "bad"}]}]}
+                ]
+            }
+        ).encode()
         reply = http_post(collector.http_port, body, "application/json")
         assert reply.status == 200
         assert reply.json()["partialSuccess"]["rejectedSpans"] in ("1", 1)
@@ -288,14 +311,17 @@ class TestRejectedSpans:
         row = conn.execute("SELECT attributes->>'text' FROM spans").fetchone()
         assert row == ("\\u0000",)
 
-
     @pytest.mark.parametrize("owner", ["resource", "scope"])
     def test_100000_resource_or_scope_attributes_reject_their_spans(
         self, owner: str, collector: RunningCollector, conn: Conn
     ) -> None:
         """A resource or scope over the attribute limit takes its spans with it; another group is stored."""
         request = make_request(make_span(name="bad"))
-        target = request.resource_spans[0].resource if owner == "resource" else request.resource_spans[0].scope_spans[0].scope
+        target = (
+            request.resource_spans[0].resource
+            if owner == "resource"
+            else request.resource_spans[0].scope_spans[0].scope
+        )
         target.attributes.extend(KeyValue(key=f"a{i}", value=AnyValue(int_value=i)) for i in range(100_000))
         request.resource_spans.add().scope_spans.add().spans.append(make_span(span_id=b"\x09" * 8, name="good"))
         reply = http_post(collector.http_port, request.SerializeToString())

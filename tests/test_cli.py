@@ -113,7 +113,12 @@ def write_config(directory: Path, grpc_port: int, http_port: int, name: str = "o
 def run_cli(*args: str, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run one command to completion (bounded)."""
     return subprocess.run(
-        tracetables_argv(*args), env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+        tracetables_argv(*args),
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
         check=False,
     )
 
@@ -164,8 +169,12 @@ def serve(directory: Path, env: Mapping[str, str]) -> Iterator[Served]:
     log_path = directory / f"serve-{http_port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            tracetables_argv("serve", "--config", config.name), env=dict(env), cwd=directory,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            tracetables_argv("serve", "--config", config.name),
+            env=dict(env),
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     served = Served(process, log_path, grpc_port, http_port)
     try:
@@ -185,7 +194,9 @@ class TestServeBadConfig:
         """``serve`` with an invalid config exits 2, names the key path on stderr, and listens on nothing."""
         grpc_port, http_port = free_ports(2)
         config = write_config(tmp_path, grpc_port, http_port)
-        config.write_text(config.read_text().replace("    timeout: 20ms\n", "    timeout: 20ms\n    send_batch_size: 0\n"))
+        config.write_text(
+            config.read_text().replace("    timeout: 20ms\n", "    timeout: 20ms\n    send_batch_size: 0\n")
+        )
         result = run_cli("serve", "--config", str(config), env=child_env("host=unused"), cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert "processors.batch.send_batch_size: must be > 0" in result.stderr
@@ -227,8 +238,9 @@ class TestDbCommands:
         """``db status`` against a database that is not there exits 1 with the connection error, no traceback."""
         config = write_config(tmp_path, 0, 0)
         missing = tmp_path / "no-server-here"
-        result = run_cli("db", "status", "--config", str(config), env=child_env(f"host={missing} connect_timeout=5"),
-                         cwd=tmp_path)
+        result = run_cli(
+            "db", "status", "--config", str(config), env=child_env(f"host={missing} connect_timeout=5"), cwd=tmp_path
+        )
         assert result.returncode == 1
         assert str(missing) in result.stderr
         assert "Traceback" not in result.stderr
@@ -278,7 +290,6 @@ class TestServe:
             assert "Traceback" not in log
             assert not accepts(served.http_port) and not accepts(served.grpc_port)
         assert not (tmp_path / "pg").exists()  # a DSN was given: no embedded server was made
-
 
     def test_serve_stops_cleanly_on_sigint(self, dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
         """Ctrl-C (SIGINT) drains and exits 0 like SIGTERM, without a KeyboardInterrupt traceback."""
@@ -412,9 +423,16 @@ class TestVersionAndComponents:
         read_end, write_end = os.pipe()
         os.close(read_end)  # closed before the child starts: its first write fails with EPIPE
         try:
-            result = subprocess.run(tracetables_argv("components", "--format", "json"), env=child_env(None), cwd=tmp_path,
-                                    stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=COMMAND_TIMEOUT,
-                                    check=False)
+            result = subprocess.run(
+                tracetables_argv("components", "--format", "json"),
+                env=child_env(None),
+                cwd=tmp_path,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
         finally:
             os.close(write_end)
         assert result.returncode == 141, result.stderr
@@ -464,8 +482,13 @@ def _tls_case(make: Callable[[Pki, Path], str], key_path: str) -> Callable[[Pki,
 def _encrypted_key(pki: Pki, tmp: Path) -> Path:
     key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
     locked = tmp / "locked.key"
-    locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.BestAvailableEncryption(b"hunter2")))
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"hunter2"),
+        )
+    )
     return locked
 
 
@@ -477,44 +500,121 @@ TLS_GRPC = "receivers.otlp.protocols.grpc.tls"
 INLINE_BAD_CONFIGS: list[tuple[str, Callable[[Pki, Path], tuple[str, str]]]] = [
     ("empty-file", lambda pki, tmp: ("", "service")),
     ("connectors", lambda pki, tmp: (cfg.minimal() + "connectors:\n  forward: {}\n", "connectors")),
-    *[(f"duration-{i}", (lambda text: lambda pki, tmp: (
-        cfg.minimal() + f"processors:\n  batch:\n    timeout: {text}\n", "processors.batch.timeout"))(text))
-      for i, text in enumerate(["-1s", "5 parsecs", "1s5", "''", "true"])],
-    ("env-unset-in-list", lambda pki, tmp: (
-        cfg.minimal().replace("exporters: [postgres]", "exporters:\n        - ${env:EXPORTER}"),
-        "service.pipelines.traces.exporters[0]")),
-    ("named-unknown-type", lambda pki, tmp: (
-        cfg.minimal().replace("exporters:\n", "exporters:\n  kafka/archive: {}\n"), "exporters.kafka/archive")),
-    ("pipeline-needs-exact-id", lambda pki, tmp: (
-        cfg.minimal().replace("  otlp:\n", "  otlp/internal:\n", 1), "service.pipelines.traces.receivers[0]")),
-    ("tls-key-of-another-cert", _tls_case(
-        lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, pki.client.key)), f"{TLS_HTTP}.key_file")),
-    ("tls-cert-without-certificate", _tls_case(
-        lambda pki, tmp: _TLS._with("grpc", _TLS._tls(pki.server.key, pki.server.key)), f"{TLS_GRPC}.cert_file")),
-    ("tls-encrypted-key", _tls_case(
-        lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, _encrypted_key(pki, tmp))),
-        f"{TLS_HTTP}.key_file")),
-    ("tls-unreadable-key", _tls_case(
-        lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, tmp / "gone.key")), f"{TLS_HTTP}.key_file")),
-    ("tls-client-ca-without-certificate", _tls_case(
-        lambda pki, tmp: _TLS._with("http", _TLS._tls(
-            pki.server.cert, pki.server.key, f"          client_ca_file: {pki.server.key}\n")),
-        f"{TLS_HTTP}.client_ca_file")),
-    ("tls-grpc-min-version-1.3", _tls_case(
-        lambda pki, tmp: _TLS._with("grpc", _TLS._tls(pki.server.cert, pki.server.key, '          min_version: "1.3"\n')),
-        f"{TLS_GRPC}.min_version")),
+    *[
+        (
+            f"duration-{i}",
+            (
+                lambda text: (
+                    lambda pki, tmp: (
+                        cfg.minimal() + f"processors:\n  batch:\n    timeout: {text}\n",
+                        "processors.batch.timeout",
+                    )
+                )
+            )(text),
+        )
+        for i, text in enumerate(["-1s", "5 parsecs", "1s5", "''", "true"])
+    ],
+    (
+        "env-unset-in-list",
+        lambda pki, tmp: (
+            cfg.minimal().replace("exporters: [postgres]", "exporters:\n        - ${env:EXPORTER}"),
+            "service.pipelines.traces.exporters[0]",
+        ),
+    ),
+    (
+        "named-unknown-type",
+        lambda pki, tmp: (
+            cfg.minimal().replace("exporters:\n", "exporters:\n  kafka/archive: {}\n"),
+            "exporters.kafka/archive",
+        ),
+    ),
+    (
+        "pipeline-needs-exact-id",
+        lambda pki, tmp: (
+            cfg.minimal().replace("  otlp:\n", "  otlp/internal:\n", 1),
+            "service.pipelines.traces.receivers[0]",
+        ),
+    ),
+    (
+        "tls-key-of-another-cert",
+        _tls_case(
+            lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, pki.client.key)), f"{TLS_HTTP}.key_file"
+        ),
+    ),
+    (
+        "tls-cert-without-certificate",
+        _tls_case(
+            lambda pki, tmp: _TLS._with("grpc", _TLS._tls(pki.server.key, pki.server.key)), f"{TLS_GRPC}.cert_file"
+        ),
+    ),
+    (
+        "tls-encrypted-key",
+        _tls_case(
+            lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, _encrypted_key(pki, tmp))),
+            f"{TLS_HTTP}.key_file",
+        ),
+    ),
+    (
+        "tls-unreadable-key",
+        _tls_case(
+            lambda pki, tmp: _TLS._with("http", _TLS._tls(pki.server.cert, tmp / "gone.key")), f"{TLS_HTTP}.key_file"
+        ),
+    ),
+    (
+        "tls-client-ca-without-certificate",
+        _tls_case(
+            lambda pki, tmp: _TLS._with(
+                "http", _TLS._tls(pki.server.cert, pki.server.key, f"          client_ca_file: {pki.server.key}\n")
+            ),
+            f"{TLS_HTTP}.client_ca_file",
+        ),
+    ),
+    (
+        "tls-grpc-min-version-1.3",
+        _tls_case(
+            lambda pki, tmp: _TLS._with(
+                "grpc", _TLS._tls(pki.server.cert, pki.server.key, '          min_version: "1.3"\n')
+            ),
+            f"{TLS_GRPC}.min_version",
+        ),
+    ),
     ("tls-empty", _tls_case(lambda pki, tmp: _TLS._with("http", "        tls:\n"), f"{TLS_HTTP}.cert_file")),
-    *[(f"telemetry-{key}", (lambda snippet, key: lambda pki, tmp: (
-        telemetry.config().replace('metrics: {address: "127.0.0.1:0"}', snippet).replace("${env:DSN}", "host=unused"),
-        key))(snippet, key))
-      for snippet, key in [("metrics: {level: verbose}", "service.telemetry.metrics.level"),
-                           ("metrics: {address: nowhere}", "service.telemetry.metrics.address"),
-                           ("logs: {encoding: xml}", "service.telemetry.logs.encoding")]],
-    *[(f"health-check-{key}", (lambda replacement, key: lambda pki, tmp: (
-        telemetry.config().replace('endpoint: "127.0.0.1:0", path: /health', replacement)
-        .replace("${env:DSN}", "host=unused"), f"extensions.health_check.{key}"))(replacement, key))
-      for replacement, key in [('endpoint: "nope"', "endpoint"),
-                               ('endpoint: "127.0.0.1:0", path: health', "path")]],
+    *[
+        (
+            f"telemetry-{key}",
+            (
+                lambda snippet, key: (
+                    lambda pki, tmp: (
+                        telemetry.config()
+                        .replace('metrics: {address: "127.0.0.1:0"}', snippet)
+                        .replace("${env:DSN}", "host=unused"),
+                        key,
+                    )
+                )
+            )(snippet, key),
+        )
+        for snippet, key in [
+            ("metrics: {level: verbose}", "service.telemetry.metrics.level"),
+            ("metrics: {address: nowhere}", "service.telemetry.metrics.address"),
+            ("logs: {encoding: xml}", "service.telemetry.logs.encoding"),
+        ]
+    ],
+    *[
+        (
+            f"health-check-{key}",
+            (
+                lambda replacement, key: (
+                    lambda pki, tmp: (
+                        telemetry.config()
+                        .replace('endpoint: "127.0.0.1:0", path: /health', replacement)
+                        .replace("${env:DSN}", "host=unused"),
+                        f"extensions.health_check.{key}",
+                    )
+                )
+            )(replacement, key),
+        )
+        for replacement, key in [('endpoint: "nope"', "endpoint"), ('endpoint: "127.0.0.1:0", path: health', "path")]
+    ],
 ]
 
 
@@ -553,15 +653,18 @@ class TestValidate:
 
     def test_bad_file_in_a_subprocess_exits_2_naming_the_key(self, tmp_path: Path) -> None:
         """The real console script: the key path on stderr, exit 2, nothing on stdout."""
-        result = run_cli("validate", "--config", str(BAD_CONFIGS / "zero-send-batch-size.yaml"),
-                         env=child_env(None), cwd=tmp_path)
+        result = run_cli(
+            "validate", "--config", str(BAD_CONFIGS / "zero-send-batch-size.yaml"), env=child_env(None), cwd=tmp_path
+        )
         assert_refused(result.returncode, result.stdout, result.stderr, "processors.batch.send_batch_size")
 
-    @pytest.mark.parametrize(("name", "key_path", "words"), cfg.BAD_CASES,
-                             ids=[c[0].removesuffix(".yaml") for c in cfg.BAD_CASES])
+    @pytest.mark.parametrize(
+        ("name", "key_path", "words"), cfg.BAD_CASES, ids=[c[0].removesuffix(".yaml") for c in cfg.BAD_CASES]
+    )
     @pytest.mark.usefixtures("no_tracetables_env")
-    def test_every_bad_config_file_is_refused(self, capsys: pytest.CaptureFixture[str], name: str,
-                                              key_path: object, words: tuple[str, ...]) -> None:
+    def test_every_bad_config_file_is_refused(
+        self, capsys: pytest.CaptureFixture[str], name: str, key_path: object, words: tuple[str, ...]
+    ) -> None:
         """Each file of testdata/config: exit 2, the message naming its key path and problem."""
         path = BAD_CONFIGS / name
         code, out, err = validate_in_process(capsys, path)
@@ -571,8 +674,9 @@ class TestValidate:
 
     @pytest.mark.parametrize(("make",), [(c[1],) for c in INLINE_BAD_CONFIGS], ids=[c[0] for c in INLINE_BAD_CONFIGS])
     @pytest.mark.usefixtures("no_tracetables_env")
-    def test_every_inline_bad_config_is_refused(self, capsys: pytest.CaptureFixture[str], tmp_path: Path, pki: Pki,
-                                                make: Callable[[Pki, Path], tuple[str, str]]) -> None:
+    def test_every_inline_bad_config_is_refused(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, pki: Pki, make: Callable[[Pki, Path], tuple[str, str]]
+    ) -> None:
         """The suite's inline bad configs, each written to a file: exit 2 naming the key path."""
         text, key_path = make(pki, tmp_path)
         path = tmp_path / "bad.yaml"
@@ -580,10 +684,13 @@ class TestValidate:
         assert_refused(*validate_in_process(capsys, path), key_path)
 
     @pytest.mark.parametrize("kind", ["missing", "directory", "not-utf8"])
-    def test_unreadable_file_is_refused_naming_it(self, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                  kind: str) -> None:
+    def test_unreadable_file_is_refused_naming_it(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+    ) -> None:
         """A config that is not there, a directory, or not UTF-8: exit 2 naming the file."""
-        path = {"missing": tmp_path / "nowhere" / "c.yaml", "directory": tmp_path, "not-utf8": tmp_path / "l1.yaml"}[kind]
+        path = {"missing": tmp_path / "nowhere" / "c.yaml", "directory": tmp_path, "not-utf8": tmp_path / "l1.yaml"}[
+            kind
+        ]
         if kind == "not-utf8":
             path.write_bytes(b"service: \xff\xfe\n")
         code, out, err = validate_in_process(capsys, path)
@@ -606,8 +713,12 @@ def sql(tmp_path: Path, dsn: str, command: str, *extra: str) -> subprocess.Compl
 class TestSqlStatements:
     def test_every_statement_result_is_printed_in_order(self, dsn: str, tmp_path: Path) -> None:
         """Several statements: each one's table or status, in order, an empty line between them."""
-        result = sql(tmp_path, dsn, "CREATE TEMP TABLE t (x int, y text); INSERT INTO t VALUES (1, 'a'), (22, 'b');"
-                                    " SELECT x, y FROM t ORDER BY x; UPDATE t SET y = 'c'; SELECT 'last' AS z")
+        result = sql(
+            tmp_path,
+            dsn,
+            "CREATE TEMP TABLE t (x int, y text); INSERT INTO t VALUES (1, 'a'), (22, 'b');"
+            " SELECT x, y FROM t ORDER BY x; UPDATE t SET y = 'c'; SELECT 'last' AS z",
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout == (
             "CREATE TABLE\n\n"
@@ -628,12 +739,21 @@ class TestSqlStatements:
         """JSON compact, booleans true/false, NULL empty, ISO 8601 time, bytea hex, numbers right-aligned."""
         result = sql(tmp_path, dsn, VALUES_QUERY)
         assert result.returncode == 0, result.stderr
-        header, rule, row, count = result.stdout.splitlines()
+        header, _rule, row, count = result.stdout.splitlines()
         cells = dict(zip([h.strip() for h in header.split(" | ")], [c.strip() for c in row.split(" | ")], strict=True))
         assert cells == {
-            "n": "42", "label": "left", "yes": "true", "no": "false", "nothing": "",
-            "doc": '{"a": null, "b": [1, "x"]}', "raw_json": "[1, 2]", "json_null": "null", "blob": "00ff10",
-            "at": "2026-01-02T03:04:05.500000+00:00", "amount": "2.50", "list": "[1, 2]",
+            "n": "42",
+            "label": "left",
+            "yes": "true",
+            "no": "false",
+            "nothing": "",
+            "doc": '{"a": null, "b": [1, "x"]}',
+            "raw_json": "[1, 2]",
+            "json_null": "null",
+            "blob": "00ff10",
+            "at": "2026-01-02T03:04:05.500000+00:00",
+            "amount": "2.50",
+            "list": "[1, 2]",
         }
         widths = [len(h) for h in header.split(" | ")]
         assert row.split(" | ")[0] == "42".rjust(widths[0])  # a number column: right-aligned
@@ -644,29 +764,60 @@ class TestSqlStatements:
         """``--format json``: the rows as objects; JSON values nested as JSON, not strings."""
         result = sql(tmp_path, dsn, VALUES_QUERY, "--format", "json")
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout) == [{
-            "n": 42, "label": "left", "yes": True, "no": False, "nothing": None,
-            "doc": {"a": None, "b": [1, "x"]}, "raw_json": [1, 2], "json_null": None, "blob": "00ff10",
-            "at": "2026-01-02T03:04:05.500000+00:00", "amount": 2.5, "list": [1, 2],
-        }]
+        assert json.loads(result.stdout) == [
+            {
+                "n": 42,
+                "label": "left",
+                "yes": True,
+                "no": False,
+                "nothing": None,
+                "doc": {"a": None, "b": [1, "x"]},
+                "raw_json": [1, 2],
+                "json_null": None,
+                "blob": "00ff10",
+                "at": "2026-01-02T03:04:05.500000+00:00",
+                "amount": 2.5,
+                "list": [1, 2],
+            }
+        ]
 
     def test_json_several_statements_nest_one_array_each(self, dsn: str, tmp_path: Path) -> None:
         """Several statements: one array per statement, in order; a command without rows is []."""
-        result = sql(tmp_path, dsn, "SELECT 1 AS a UNION ALL SELECT 2; CREATE TEMP TABLE t (x int);"
-                                    " SELECT '{\"k\": 1}'::jsonb AS j", "--format", "json")
+        result = sql(
+            tmp_path,
+            dsn,
+            "SELECT 1 AS a UNION ALL SELECT 2; CREATE TEMP TABLE t (x int); SELECT '{\"k\": 1}'::jsonb AS j",
+            "--format",
+            "json",
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == [[{"a": 1}, {"a": 2}], [], [{"j": {"k": 1}}]]
 
     def test_csv_is_rfc4180_with_a_header(self, dsn: str, tmp_path: Path) -> None:
         """``--format csv``: header row, CRLF rows, quoting of commas, quotes and newlines; JSON compact."""
-        result = run_cli("sql", "--config", str(write_config(tmp_path, 0, 0)), "-c",
-                         "SELECT 'a,b' AS t, 'say \"hi\"' AS q, E'two\\nlines' AS m, NULL AS e,"
-                         " '{\"a\": null}'::jsonb AS j, true AS b",
-                         "--format", "csv", env=child_env(dsn), cwd=tmp_path)
+        result = run_cli(
+            "sql",
+            "--config",
+            str(write_config(tmp_path, 0, 0)),
+            "-c",
+            "SELECT 'a,b' AS t, 'say \"hi\"' AS q, E'two\\nlines' AS m, NULL AS e,"
+            " '{\"a\": null}'::jsonb AS j, true AS b",
+            "--format",
+            "csv",
+            env=child_env(dsn),
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
-        out = subprocess.run(tracetables_argv("sql", "--config", str(tmp_path / "otel-config.yaml"), "-c",
-                                              "SELECT 1 AS x", "--format", "csv"),
-                             env=child_env(dsn), cwd=tmp_path, capture_output=True, timeout=COMMAND_TIMEOUT, check=False)
+        out = subprocess.run(
+            tracetables_argv(
+                "sql", "--config", str(tmp_path / "otel-config.yaml"), "-c", "SELECT 1 AS x", "--format", "csv"
+            ),
+            env=child_env(dsn),
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
         assert out.stdout == b"x\r\n1\r\n"  # line ends as RFC 4180 has them
         rows = list(csv.reader(io.StringIO(result.stdout, newline="")))
         assert rows == [["t", "q", "m", "e", "j", "b"], ["a,b", 'say "hi"', "two\nlines", "", '{"a": null}', "true"]]
@@ -687,8 +838,9 @@ class TestSqlStatements:
         assert json.loads(result.stdout) == [[{"a": 1}]]
         assert "division by zero" in result.stderr
 
-    def test_statements_run_as_one_transaction_like_psql_c(self, dsn: str, conn: psycopg.Connection,
-                                                            tmp_path: Path) -> None:
+    def test_statements_run_as_one_transaction_like_psql_c(
+        self, dsn: str, conn: psycopg.Connection, tmp_path: Path
+    ) -> None:
         """As with ``psql -c``, a failure rolls back the statements before it in the same string."""
         conn.execute("CREATE TABLE IF NOT EXISTS cli_probe (x int)")
         try:
@@ -710,12 +862,15 @@ class TestSqlStatements:
         result = sql(tmp_path, dsn, command, "--format", "json")
         assert json.loads(result.stdout) == [[{"a": 1}], ["1,2", "2,4"]]
 
-    def test_copy_from_stdin_is_refused_and_stops_the_rest(self, dsn: str, conn: psycopg.Connection,
-                                                           tmp_path: Path) -> None:
+    def test_copy_from_stdin_is_refused_and_stops_the_rest(
+        self, dsn: str, conn: psycopg.Connection, tmp_path: Path
+    ) -> None:
         """``COPY ... FROM STDIN`` has no input here: a clear error, exit 1, and what follows does not run."""
         conn.execute("CREATE TABLE IF NOT EXISTS cli_copy_probe (x int)")
         try:
-            result = sql(tmp_path, dsn, "SELECT 1 AS a; COPY cli_copy_probe FROM STDIN; INSERT INTO cli_copy_probe VALUES (1)")
+            result = sql(
+                tmp_path, dsn, "SELECT 1 AS a; COPY cli_copy_probe FROM STDIN; INSERT INTO cli_copy_probe VALUES (1)"
+            )
             assert result.returncode == 1
             assert result.stdout == "a\n-\n1\n(1 row)\n"
             assert "COPY FROM STDIN cannot run through sql -c" in result.stderr and "psql" in result.stderr
@@ -735,11 +890,16 @@ class TestSqlStatements:
         command = "SELECT interval '1 day 2 hours' AS i UNION ALL SELECT NULL"
         table = sql(tmp_path, dsn, command)
         assert table.stdout.splitlines()[2:4] == ["1 day 02:00:00", ""]
-        assert json.loads(sql(tmp_path, dsn, command, "--format", "json").stdout) == [{"i": "1 day 02:00:00"}, {"i": None}]
+        assert json.loads(sql(tmp_path, dsn, command, "--format", "json").stdout) == [
+            {"i": "1 day 02:00:00"},
+            {"i": None},
+        ]
 
     def test_notices_go_to_stderr(self, dsn: str, tmp_path: Path) -> None:
         """A server notice is shown on stderr, the results stay alone on stdout."""
-        result = sql(tmp_path, dsn, "DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$; SELECT 1 AS a", "--format", "json")
+        result = sql(
+            tmp_path, dsn, "DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$; SELECT 1 AS a", "--format", "json"
+        )
         assert result.returncode == 0, result.stderr
         assert "NOTICE:  hello from plpgsql" in result.stderr
         assert json.loads(result.stdout) == [[], [{"a": 1}]]
@@ -749,11 +909,18 @@ class TestSqlStatements:
         config = write_config(tmp_path, 0, 0)
         process = subprocess.Popen(
             tracetables_argv("sql", "--config", str(config), "-c", "SELECT 'before' AS b; SELECT pg_sleep(600)"),
-            env=child_env(dsn), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            env=child_env(dsn),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + COMMAND_TIMEOUT
-            while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
-                                   ["%pg_sleep(600)%"]).fetchone() == (1,):
+            while conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND pid <> pg_backend_pid()",
+                ["%pg_sleep(600)%"],
+            ).fetchone() != (1,):
                 assert process.poll() is None and time.monotonic() < deadline, "the query never started"
                 time.sleep(0.05)
             process.send_signal(signal.SIGINT)

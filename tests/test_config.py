@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.tls_certs import Pki, make_pki
 import tracetables.collector
+from tests.tls_certs import Pki, make_pki
 from tracetables.collector._confmap import expand_env
 from tracetables.collector.components import DATABASE_URL_ENV
 from tracetables.collector.config import (
@@ -108,14 +108,19 @@ class TestDefaultConfig:
         assert pg.retry_on_failure.max_elapsed_time == timedelta(seconds=5)
         assert config.exporters["debug"] == DebugExporterConfig(verbosity="basic")
         assert config.service.pipelines == {
-            "traces": PipelineConfig(receivers=("otlp",), processors=("memory_limiter", "trace_level", "pii_masking",
-                                                                  "webhook_redaction", "batch"), exporters=("postgres",))
+            "traces": PipelineConfig(
+                receivers=("otlp",),
+                processors=("memory_limiter", "trace_level", "pii_masking", "webhook_redaction", "batch"),
+                exporters=("postgres",),
+            )
         }
         assert config.service.telemetry.logs == LogsConfig(level="info", encoding="console")
         assert config.service.telemetry.metrics == MetricsConfig()  # 127.0.0.1:8888, level normal
         assert config.service.extensions == ("health_check", "tracing_config")
-        assert dict(config.extensions) == {"health_check": HealthCheckConfig(),
-                                           "tracing_config": TracingConfigExtensionConfig()}
+        assert dict(config.extensions) == {
+            "health_check": HealthCheckConfig(),
+            "tracing_config": TracingConfigExtensionConfig(),
+        }
 
     def test_default_config_matches_code_defaults(self) -> None:
         """The values the default file spells out are the config classes' own defaults."""
@@ -180,8 +185,16 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("otlp-no-protocols.yaml", "receivers.otlp.protocols", ("at least one of grpc, http",)),
     ("debug-verbosity.yaml", "exporters.debug.verbosity", ("basic, normal or detailed", "loud")),
     ("num-consumers-zero.yaml", "exporters.postgres.sending_queue.num_consumers", ("between 1 and 64", "0")),
-    ("retention-negative-interval.yaml", "extensions.tracing_config.retention.check_interval", ("expected a duration", "-5s")),
-    ("retention-zero-batch.yaml", "extensions.tracing_config.retention.max_traces_per_transaction", ("between 1 and 10000",)),
+    (
+        "retention-negative-interval.yaml",
+        "extensions.tracing_config.retention.check_interval",
+        ("expected a duration", "-5s"),
+    ),
+    (
+        "retention-zero-batch.yaml",
+        "extensions.tracing_config.retention.max_traces_per_transaction",
+        ("between 1 and 10000",),
+    ),
     ("retry-max-below-initial.yaml", "exporters.postgres.retry_on_failure.max_interval", (">= initial_interval",)),
     ("logs-level.yaml", "service.telemetry.logs.level", ("debug, info, warn or error", "chatty")),
     ("top-level-list.yaml", FILE, ("top level must be a mapping",)),
@@ -191,33 +204,62 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("memory-limiter-both-limits.yaml", "processors.memory_limiter.limit_percentage", ("not both",)),
     ("memory-limiter-negative-limit-mib.yaml", "processors.memory_limiter.limit_mib", (">= 0", "-1")),
     ("memory-limiter-spike-not-below-limit.yaml", "processors.memory_limiter.spike_limit_mib", ("< limit_mib", "512")),
-    ("memory-limiter-spike-percentage-not-below-limit.yaml", "processors.memory_limiter.spike_limit_percentage",
-     ("< limit_percentage", "60")),
-    ("memory-limiter-percentage-out-of-range.yaml", "processors.memory_limiter.limit_percentage",
-     ("between 1 and 100", "150")),
-    ("memory-limiter-spike-unit-mismatch.yaml", "processors.memory_limiter.spike_limit_percentage",
-     ("limit_percentage", "spike_limit_mib")),
+    (
+        "memory-limiter-spike-percentage-not-below-limit.yaml",
+        "processors.memory_limiter.spike_limit_percentage",
+        ("< limit_percentage", "60"),
+    ),
+    (
+        "memory-limiter-percentage-out-of-range.yaml",
+        "processors.memory_limiter.limit_percentage",
+        ("between 1 and 100", "150"),
+    ),
+    (
+        "memory-limiter-spike-unit-mismatch.yaml",
+        "processors.memory_limiter.spike_limit_percentage",
+        ("limit_percentage", "spike_limit_mib"),
+    ),
     ("memory-limiter-zero-check-interval.yaml", "processors.memory_limiter.check_interval", ("> 0",)),
     ("pii-masking-unknown-pattern.yaml", "processors.pii_masking.patterns", ("unknown detector", "'passport'")),
     ("pii-masking-hash-without-secret.yaml", "processors.pii_masking.hash_secret", ("at least 16",)),
     ("pii-masking-bad-mode.yaml", "processors.pii_masking.mode", ("'placeholder' or 'hash'", "'scramble'")),
-    ("trace-level-unknown-level.yaml", "processors.trace_level.default_level", ("minimal, standard or verbose", "chatty")),
+    (
+        "trace-level-unknown-level.yaml",
+        "processors.trace_level.default_level",
+        ("minimal, standard or verbose", "chatty"),
+    ),
     ("trace-level-zero-refresh.yaml", "extensions.tracing_config.refresh_interval", ("> 0",)),
-    ("trace-level-missing-extension.yaml", "processors.trace_level.tracing_config", ("'tracing_config'", "not defined")),
-    ("trace-level-extension-not-enabled.yaml", "processors.trace_level.tracing_config", ("not listed in service.extensions",)),
+    (
+        "trace-level-missing-extension.yaml",
+        "processors.trace_level.tracing_config",
+        ("'tracing_config'", "not defined"),
+    ),
+    (
+        "trace-level-extension-not-enabled.yaml",
+        "processors.trace_level.tracing_config",
+        ("not listed in service.extensions",),
+    ),
     ("webhook-redaction-negative-body.yaml", "processors.webhook_redaction.max_body_bytes", (">= 0", "-5")),
-    ("tls-cert-file-missing.yaml", "receivers.otlp.protocols.http.tls.cert_file",
-     ("cannot read", "no-such-dir/server.crt")),
+    (
+        "tls-cert-file-missing.yaml",
+        "receivers.otlp.protocols.http.tls.cert_file",
+        ("cannot read", "no-such-dir/server.crt"),
+    ),
     ("tls-no-key-file.yaml", "receivers.otlp.protocols.grpc.tls.key_file", ("required",)),
     ("tls-old-min-version.yaml", "receivers.otlp.protocols.http.tls.min_version", ('"1.2" or "1.3"', "'1.1'")),
-    ("cors-two-wildcards.yaml", "receivers.otlp.protocols.http.cors.allowed_origins[1]",
-     ("at most one '*'", "https://*.*.example.com")),
+    (
+        "cors-two-wildcards.yaml",
+        "receivers.otlp.protocols.http.cors.allowed_origins[1]",
+        ("at most one '*'", "https://*.*.example.com"),
+    ),
     ("cors-negative-max-age.yaml", "receivers.otlp.protocols.http.cors.max_age", (">= 0", "-1")),
 ]
 
 
 class TestBadConfigFiles:
-    @pytest.mark.parametrize(("name", "key_path", "words"), BAD_CASES, ids=[c[0].removesuffix(".yaml") for c in BAD_CASES])
+    @pytest.mark.parametrize(
+        ("name", "key_path", "words"), BAD_CASES, ids=[c[0].removesuffix(".yaml") for c in BAD_CASES]
+    )
     def test_bad_config_names_key_path_and_problem(self, name: str, key_path: object, words: tuple[str, ...]) -> None:
         """A config breaking one rule is refused; the message starts with the key path and says what is wrong."""
         path = BAD_CONFIGS / name
@@ -303,7 +345,7 @@ class TestEnvSubstitution:
 
     def test_env_whole_value_bool_is_parsed(self, tmp_path: Path) -> None:
         """A whole-value reference to ``false`` sets a boolean."""
-        text = minimal().replace("    dsn: \"\"\n", "    dsn: \"\"\n    migrate_on_start: ${env:MIGRATE}\n")
+        text = minimal().replace('    dsn: ""\n', '    dsn: ""\n    migrate_on_start: ${env:MIGRATE}\n')
         assert postgres(load_text(tmp_path, text, {"MIGRATE": "false"})).migrate_on_start is False
 
     def test_env_whole_value_string_is_kept_verbatim(self, tmp_path: Path) -> None:
@@ -328,7 +370,9 @@ class TestEnvSubstitution:
     def test_env_unset_in_list_names_index(self, tmp_path: Path) -> None:
         """An unset variable inside a list is reported with the list index in the key path."""
         text = minimal().replace("exporters: [postgres]", "exporters:\n        - ${env:EXPORTER}")
-        with pytest.raises(ConfigError, match=r"^service\.pipelines\.traces\.exporters\[0\]: environment variable EXPORTER"):
+        with pytest.raises(
+            ConfigError, match=r"^service\.pipelines\.traces\.exporters\[0\]: environment variable EXPORTER"
+        ):
             load_text(tmp_path, text)
 
     def test_env_defaults_to_process_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,7 +387,9 @@ class TestEnvSubstitution:
         """TRACETABLES_DATABASE_URL fills a postgres exporter whose dsn is empty or absent."""
         env = {DATABASE_URL_ENV: "postgresql://u@h/tt"}
         assert postgres(load_text(tmp_path, minimal('""'), env)).dsn == "postgresql://u@h/tt"
-        assert postgres(load_text(tmp_path, minimal('""').replace('    dsn: ""\n', ""), env)).dsn == "postgresql://u@h/tt"
+        assert (
+            postgres(load_text(tmp_path, minimal('""').replace('    dsn: ""\n', ""), env)).dsn == "postgresql://u@h/tt"
+        )
 
     def test_database_url_does_not_override_explicit_dsn(self, tmp_path: Path) -> None:
         """An explicit dsn in the file wins over TRACETABLES_DATABASE_URL."""
@@ -440,8 +486,13 @@ class TestSections:
 
     @pytest.mark.parametrize(
         ("text", "expected"),
-        [("1m30s", timedelta(seconds=90)), ("1.5s", timedelta(seconds=1.5)), ("250us", timedelta(microseconds=250)),
-         ("0", timedelta(0)), ("2", timedelta(seconds=2))],
+        [
+            ("1m30s", timedelta(seconds=90)),
+            ("1.5s", timedelta(seconds=1.5)),
+            ("250us", timedelta(microseconds=250)),
+            ("0", timedelta(0)),
+            ("2", timedelta(seconds=2)),
+        ],
     )
     def test_duration_go_style_is_parsed(self, tmp_path: Path, text: str, expected: timedelta) -> None:
         """Go-style durations and bare numbers of seconds are accepted."""
@@ -488,9 +539,13 @@ class TestReceiverTlsAndCors:
 
     def test_tls_and_cors_load_with_their_values(self, tmp_path: Path, pki: Pki) -> None:
         """A full tls and cors block is loaded as given."""
-        tls = self._tls(pki.server.cert, pki.server.key, f"          client_ca_file: {pki.ca}\n          min_version: \"1.3\"\n")
-        cors = "        cors:\n          allowed_origins: [\"https://*.example.com\"]\n          allowed_headers: [X-Tenant]\n" \
-               "          max_age: 7200\n"
+        tls = self._tls(
+            pki.server.cert, pki.server.key, f'          client_ca_file: {pki.ca}\n          min_version: "1.3"\n'
+        )
+        cors = (
+            '        cors:\n          allowed_origins: ["https://*.example.com"]\n          allowed_headers: [X-Tenant]\n'
+            "          max_age: 7200\n"
+        )
         http = load_text(tmp_path, self._with("http", tls + cors)).receivers["otlp"].protocols.http
         assert http.tls == TlsServerConfig(str(pki.server.cert), str(pki.server.key), str(pki.ca), "1.3")
         assert http.cors == CorsConfig(("https://*.example.com",), ("X-Tenant",), 7200)
@@ -502,22 +557,31 @@ class TestReceiverTlsAndCors:
 
     def test_cert_file_without_a_certificate_names_cert_file(self, tmp_path: Path, pki: Pki) -> None:
         """A cert_file holding no PEM certificate (here: the key) is refused, naming cert_file."""
-        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.cert_file: .*no PEM certificate"):
+        with pytest.raises(
+            ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.cert_file: .*no PEM certificate"
+        ):
             load_text(tmp_path, self._with("grpc", self._tls(pki.server.key, pki.server.key)))
 
     def test_encrypted_key_file_is_refused_not_prompted_for(self, tmp_path: Path, pki: Pki) -> None:
         """A password-protected key is a config error (there is no terminal to ask a password on)."""
         key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
         locked = tmp_path / "locked.key"
-        locked.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.BestAvailableEncryption(b"hunter2")))
+        locked.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"hunter2"),
+            )
+        )
         with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: .*encrypted"):
             load_text(tmp_path, self._with("http", self._tls(pki.server.cert, locked)))
 
     def test_unreadable_key_file_names_key_file(self, tmp_path: Path, pki: Pki) -> None:
         """A key_file that does not exist is refused, naming key_file and the path."""
         missing = tmp_path / "gone.key"
-        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: cannot read .*gone\.key"):
+        with pytest.raises(
+            ConfigError, match=r"^receivers\.otlp\.protocols\.http\.tls\.key_file: cannot read .*gone\.key"
+        ):
             load_text(tmp_path, self._with("http", self._tls(pki.server.cert, missing)))
 
     def test_client_ca_file_without_a_certificate_names_it(self, tmp_path: Path, pki: Pki) -> None:
@@ -528,8 +592,10 @@ class TestReceiverTlsAndCors:
 
     def test_grpc_min_version_1_3_is_refused(self, tmp_path: Path, pki: Pki) -> None:
         """grpcio cannot refuse TLS 1.2, so asking the gRPC receiver to is an error, not a silent no-op."""
-        tls = self._tls(pki.server.cert, pki.server.key, "          min_version: \"1.3\"\n")
-        with pytest.raises(ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.min_version: .*cannot refuse TLS 1\.2"):
+        tls = self._tls(pki.server.cert, pki.server.key, '          min_version: "1.3"\n')
+        with pytest.raises(
+            ConfigError, match=r"^receivers\.otlp\.protocols\.grpc\.tls\.min_version: .*cannot refuse TLS 1\.2"
+        ):
             load_text(tmp_path, self._with("grpc", tls))
 
     def test_tls_with_nothing_under_it_asks_for_cert_file(self, tmp_path: Path) -> None:

@@ -60,14 +60,19 @@ C_LITERAL = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 
 def test_regenerating_changes_nothing(tmp_path: Path) -> None:
     """The checked-in header and migration are exactly what the generator writes now."""
-    result = subprocess.run([sys.executable, "-m", "tracetables.exporters.postgres.gen_conventions",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "tracetables.exporters.postgres.gen_conventions", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(gen_conventions.render())
     for relative in written:
         assert (tmp_path / relative).read_text(encoding="utf-8") == (PACKAGE / relative).read_text(encoding="utf-8"), (
-            f"{relative} is stale: run python -m tracetables.exporters.postgres.gen_conventions")
+            f"{relative} is stale: run python -m tracetables.exporters.postgres.gen_conventions"
+        )
 
 
 def test_no_later_migration_redefines_tt_project() -> None:
@@ -83,7 +88,9 @@ def test_generator_refuses_a_bare_role_it_cannot_name(tmp_path: Path) -> None:
     """A role number in a shape the rewrite does not know is an error naming it, not a silent miss."""
     (tmp_path / "0003_tt_project.sql").write_text(
         "CREATE FUNCTION tt_project(keys bytea) RETURNS void\n    LANGUAGE plpgsql AS $$\nBEGIN\n"
-        "    PERFORM 1 FROM unnest(roles) AS r(role) WHERE r.role <> 3;\nEND $$;\n", encoding="utf-8")
+        "    PERFORM 1 FROM unnest(roles) AS r(role) WHERE r.role <> 3;\nEND $$;\n",
+        encoding="utf-8",
+    )
     with pytest.raises(gen_conventions.GenerationError, match=r"role <> 3"):
         gen_conventions.render_migration(tmp_path)
 
@@ -105,8 +112,11 @@ def test_every_flow_key_in_the_sources_is_in_the_table() -> None:
         else:
             texts = list(enumerate(path.read_text(encoding="utf-8").splitlines(), 1))
         for number, text in texts:
-            unknown += [f"{path.relative_to(ROOT)}:{number}: {word}" for word in KEY_WORD.findall(text)
-                        if word not in cv.FLOW_KEYS]
+            unknown += [
+                f"{path.relative_to(ROOT)}:{number}: {word}"
+                for word in KEY_WORD.findall(text)
+                if word not in cv.FLOW_KEYS
+            ]
     assert not unknown, "flow.* keys not in instrumentation/conventions.py:\n" + "\n".join(unknown)
 
 
@@ -131,7 +141,11 @@ def test_no_flow_key_is_spelled_outside_the_table() -> None:
                     spelled.append(f"{path.relative_to(ROOT)}:{number}: {literal}")
         else:
             text = path.read_text(encoding="utf-8")
-            for match in C_LITERAL.finditer(text) if path.suffix in {".c", ".h"} else re.finditer(r"['\"](flow\.[^'\"]*)['\"]", text):
+            for match in (
+                C_LITERAL.finditer(text)
+                if path.suffix in {".c", ".h"}
+                else re.finditer(r"['\"](flow\.[^'\"]*)['\"]", text)
+            ):
                 if match.group(1).startswith(cv.FLOW_PREFIX):
                     spelled.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
     assert not spelled, "use the constants of instrumentation/conventions.py:\n" + "\n".join(spelled)
@@ -150,8 +164,12 @@ def test_the_header_defines_every_role_and_key() -> None:
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 ROLE_TABLES = {
-    "execution_log_rows": "span_id", "flow_step_rows": "span_id", "communication_rows": "span_id",
-    "action_rows": "span_id", "provenance_edges": "span_id, cause_span_id", "event_rows": "span_id",
+    "execution_log_rows": "span_id",
+    "flow_step_rows": "span_id",
+    "communication_rows": "span_id",
+    "action_rows": "span_id",
+    "provenance_edges": "span_id, cause_span_id",
+    "event_rows": "span_id",
 }
 # Columns derived from the trace id: they differ between two traces of the same shape.
 TRACE_COLUMNS = {"trace_id", "execution_id", "trace_key", "flow_token", "cause_trace_id"}
@@ -168,12 +186,25 @@ def _kv(key: str, value: str | int | bool) -> KeyValue:
 Attrs = dict[str, str | int | bool]
 
 
-def _span(trace: bytes, sid: int, parent: int, name: str, attrs: Attrs, kind: int = Span.SPAN_KIND_INTERNAL,
-          failed: bool = False) -> Span:
-    span = Span(trace_id=trace, span_id=sid.to_bytes(8, "big"), parent_span_id=parent.to_bytes(8, "big") if parent else b"",
-                name=name, kind=kind, flags=0x100,  # type: ignore[arg-type]
-                start_time_unix_nano=1_700_000_000_000_000_000 + sid * 1_000_000,
-                end_time_unix_nano=1_700_000_000_000_000_000 + sid * 1_000_000 + 250_000_000)
+def _span(
+    trace: bytes,
+    sid: int,
+    parent: int,
+    name: str,
+    attrs: Attrs,
+    kind: int = Span.SPAN_KIND_INTERNAL,
+    failed: bool = False,
+) -> Span:
+    span = Span(
+        trace_id=trace,
+        span_id=sid.to_bytes(8, "big"),
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        name=name,
+        kind=kind,
+        flags=0x100,  # type: ignore[arg-type]
+        start_time_unix_nano=1_700_000_000_000_000_000 + sid * 1_000_000,
+        end_time_unix_nano=1_700_000_000_000_000_000 + sid * 1_000_000 + 250_000_000,
+    )
     if failed:
         span.status.CopyFrom(Status(code=Status.STATUS_CODE_ERROR, message="boom"))
     span.attributes.extend(_kv(k, v) for k, v in attrs.items())
@@ -188,14 +219,35 @@ def _flow(trace: bytes) -> bytes:
         _span(trace, 1, 0, "run", {**common, cv.FLOW_ROLE: "run"}),
         _span(trace, 2, 1, "run started", {**common, cv.FLOW_ROLE: "run", cv.FLOW_PENDING: True}),
         _span(trace, 3, 1, "step a", {**common, cv.FLOW_ROLE: "step", cv.FLOW_NODE_ID: "a", cv.FLOW_STEP_NUMBER: 1}),
-        _span(trace, 4, 1, "step b", {**common, cv.FLOW_ROLE: "step", cv.FLOW_NODE_ID: "b", cv.FLOW_STEP_NUMBER: 2,
-                                      cv.FLOW_NEXT_NODE_ID: "a"}, failed=True),
-        _span(trace, 5, 3, "GET", {cv.HTTP_REQUEST_METHOD: "GET", cv.FLOW_CALL_KEY: "k-1",
-                                   "http.response.status_code": 503, cv.SERVER_ADDRESS: "api"},
-              kind=Span.SPAN_KIND_CLIENT),
+        _span(
+            trace,
+            4,
+            1,
+            "step b",
+            {**common, cv.FLOW_ROLE: "step", cv.FLOW_NODE_ID: "b", cv.FLOW_STEP_NUMBER: 2, cv.FLOW_NEXT_NODE_ID: "a"},
+            failed=True,
+        ),
+        _span(
+            trace,
+            5,
+            3,
+            "GET",
+            {
+                cv.HTTP_REQUEST_METHOD: "GET",
+                cv.FLOW_CALL_KEY: "k-1",
+                "http.response.status_code": 503,
+                cv.SERVER_ADDRESS: "api",
+            },
+            kind=Span.SPAN_KIND_CLIENT,
+        ),
         _span(trace, 6, 5, "GET pending", {cv.FLOW_PENDING: True, cv.FLOW_CALL_KEY: "k-1"}),
-        _span(trace, 7, 1, "Order::place", {cv.FLOW_ROLE: "action", cv.FLOW_ACTION_CONCEPT: "Order",
-                                            cv.FLOW_ACTION_NAME: "place", cv.USER_ID: "u-1"}),
+        _span(
+            trace,
+            7,
+            1,
+            "Order::place",
+            {cv.FLOW_ROLE: "action", cv.FLOW_ACTION_CONCEPT: "Order", cv.FLOW_ACTION_NAME: "place", cv.USER_ID: "u-1"},
+        ),
         _span(trace, 8, 1, "event clicked", {cv.FLOW_ROLE: "event", cv.FLOW_EVENT_TYPE: "clicked", cv.USER_ID: "u-1"}),
     ]
     link = spans[6].links.add()
@@ -261,8 +313,12 @@ def test_upgrade_keeps_rows_and_projects_the_same(old_store: str) -> None:
 
 def test_role_names_fold_to_constants(conn: Conn) -> None:
     """The planner inlines tt_role_*(): a statement of tt_project filters on the bare number."""
-    plan = "\n".join(str(r[0]) for r in conn.execute(
-        "EXPLAIN (VERBOSE, COSTS OFF) SELECT k.trace_id FROM unnest(ARRAY['\\x01'::bytea], ARRAY[1])"
-        " AS k(trace_id, role) WHERE k.role IN (tt_role_run(), tt_role_step(), tt_role_run_pending())").fetchall())
+    plan = "\n".join(
+        str(r[0])
+        for r in conn.execute(
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT k.trace_id FROM unnest(ARRAY['\\x01'::bytea], ARRAY[1])"
+            " AS k(trace_id, role) WHERE k.role IN (tt_role_run(), tt_role_step(), tt_role_run_pending())"
+        ).fetchall()
+    )
     assert "tt_role" not in plan
     assert re.search(r"role = ANY \('\{1,2,7\}'::integer\[\]\)", plan), plan

@@ -39,8 +39,9 @@ def _pg(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> Postgre
 
 
 class TestResolution:
-    def test_relative_data_dir_is_against_the_config_files_directory(self, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_relative_data_dir_is_against_the_config_files_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         monkeypatch.chdir("/")
         pg = _pg(SERVE_CONFIG.format(grpc_port=1, http_port=2), tmp_path)
         assert pg.embedded.data_dir == str(tmp_path.resolve() / "sub" / "pg")
@@ -80,24 +81,35 @@ class TestCommands:
         made = run_cli("db", "migrate", "--config", str(config), env=env, cwd=conf)
         assert made.returncode == 0, made.stderr
         assert (conf / "pg" / "PG_VERSION").is_file()
-        marker = run_cli("sql", "--config", "otel-config.yaml", "-c",
-                         "INSERT INTO tracing_config (flow_id, enabled) VALUES ('from-conf', true)", env=env, cwd=conf)
+        marker = run_cli(
+            "sql",
+            "--config",
+            "otel-config.yaml",
+            "-c",
+            "INSERT INTO tracing_config (flow_id, enabled) VALUES ('from-conf', true)",
+            env=env,
+            cwd=conf,
+        )
         assert marker.returncode == 0, marker.stderr
 
-        found = run_cli("sql", "--config", str(config), "-c", "SELECT flow_id FROM tracing_config",
-                        env=env, cwd=elsewhere)
+        found = run_cli(
+            "sql", "--config", str(config), "-c", "SELECT flow_id FROM tracing_config", env=env, cwd=elsewhere
+        )
         assert found.returncode == 0, found.stderr
         assert "from-conf" in found.stdout
         assert list(elsewhere.iterdir()) == []  # no second cluster beside the caller
         assert not postmaster_pid(conf / "pg").exists()
         assert servers_on(conf / "pg") == []
 
-    @pytest.mark.parametrize("command", [("sql", "-c", "SELECT 1"), ("db", "status"), ("db", "grant-reader", "bob", "--password-env", "TT_PW")])
-    def test_no_cluster_fails_naming_the_directory_and_creates_nothing(self, base: Path,
-                                                                       command: tuple[str, ...]) -> None:
+    @pytest.mark.parametrize(
+        "command",
+        [("sql", "-c", "SELECT 1"), ("db", "status"), ("db", "grant-reader", "bob", "--password-env", "TT_PW")],
+    )
+    def test_no_cluster_fails_naming_the_directory_and_creates_nothing(
+        self, base: Path, command: tuple[str, ...]
+    ) -> None:
         config = base / "otel-config.yaml"
-        config.write_text(SERVE_CONFIG.format(grpc_port=1, http_port=2).replace("./pg", "./state/pg"),
-                          encoding="utf-8")
+        config.write_text(SERVE_CONFIG.format(grpc_port=1, http_port=2).replace("./pg", "./state/pg"), encoding="utf-8")
         result = run_cli(*command, "--config", str(config), env={**child_env(None), "TT_PW": "pw"}, cwd=base)
         assert result.returncode == 1
         lines = result.stderr.strip().splitlines()

@@ -24,7 +24,7 @@ def test_encoding_in_process_or_in_workers_stores_the_same(workers: int, dsn: st
     try:
         exporter = collector.service.exporters["postgres"]
         assert isinstance(exporter, PostgresExporter)
-        assert len(exporter._encoder.worker_pids) == workers  # noqa: SLF001
+        assert len(exporter._encoder.worker_pids) == workers
         request = make_request(*(make_span(span_id=bytes([i + 1]) * 8, name=f"s{i}", k=i) for i in range(20)))
         assert http_post(collector.http_port, request.SerializeToString()).status == 200
         with psycopg.connect(dsn) as conn:
@@ -40,7 +40,7 @@ def test_killed_encoding_worker_is_replaced_and_the_batch_still_stored(dsn: str)
     try:
         exporter = collector.service.exporters["postgres"]
         assert isinstance(exporter, PostgresExporter)
-        before = exporter._encoder.worker_pids  # noqa: SLF001
+        before = exporter._encoder.worker_pids
         assert before
         os.kill(before[0], signal.SIGKILL)
         reply = http_post(collector.http_port, make_request(make_span(name="after-kill")).SerializeToString())
@@ -48,7 +48,7 @@ def test_killed_encoding_worker_is_replaced_and_the_batch_still_stored(dsn: str)
         # The pool learns of the death asynchronously; the export after that replaces it.
         deadline = time.monotonic() + 20
         sent = 1
-        while before[0] in exporter._encoder.worker_pids or len(exporter._encoder.worker_pids) != len(before):  # noqa: SLF001
+        while before[0] in exporter._encoder.worker_pids or len(exporter._encoder.worker_pids) != len(before):
             assert time.monotonic() < deadline, "the dead worker was never replaced"
             time.sleep(0.1)
             span = make_span(span_id=sent.to_bytes(8, "big"), name="after-kill")

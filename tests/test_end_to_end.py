@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-
 import psycopg
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -95,7 +94,9 @@ def test_sdk_exporter_spans_land_with_everything_intact(
     assert child[14] is True and child[15] is True
 
 
-def test_sdk_exporter_many_spans_all_committed(collector: RunningCollector, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_sdk_exporter_many_spans_all_committed(
+    collector: RunningCollector, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
     """A batch processor's worth of spans over both transports: every one is in the table."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 

@@ -12,10 +12,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.collector_harness import RunningCollector
+from tests.otlp_strategies import canonical
 from tests.otlp_wire import grpc_export, http_post, make_request, make_span
 from tracetables.collector.receivers._otlp_json import decode_trace_request_json, encode_trace_request_json
 from tracetables.exporters.postgres.reader import read_request
-from tests.otlp_strategies import canonical
 
 Conn = psycopg.Connection[tuple[object, ...]]
 DATA = Path(__file__).parent / "testdata" / "otlp_json"
@@ -27,8 +27,9 @@ def test_http_json_fixture_stored_as_sent(fixture: str, encoding: str, collector
     """A spec-shaped JSON request (nested kvlist/array, bytes, events, links) reads back from SQL as sent."""
     body = (DATA / fixture).read_bytes()
     headers = {"Content-Encoding": "gzip"} if encoding == "gzip" else {}
-    reply = http_post(collector.http_port, gzip.compress(body) if encoding == "gzip" else body,
-                      "application/json", headers)
+    reply = http_post(
+        collector.http_port, gzip.compress(body) if encoding == "gzip" else body, "application/json", headers
+    )
     assert reply.status == 200, reply.body
     assert "partialSuccess" not in reply.json()
     sent = decode_trace_request_json(body)
@@ -64,14 +65,20 @@ def test_http_json_values_queryable_in_sql(collector: RunningCollector, conn: Co
 
 def _spans(n: int) -> list:
     rng = random.Random(7)
-    return [make_span(trace_id=bytes([1 + i % 3]) * 16, span_id=rng.randbytes(7) + bytes([i + 1]),
-                      name=f"op{i}", n=i) for i in range(n)]
+    return [
+        make_span(trace_id=bytes([1 + i % 3]) * 16, span_id=rng.randbytes(7) + bytes([i + 1]), name=f"op{i}", n=i)
+        for i in range(n)
+    ]
 
 
 def _table(conn: Conn) -> list[tuple[object, ...]]:
-    cols = [r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans' AND column_name <> 'received_at'"
-        " ORDER BY ordinal_position").fetchall()]
+    cols = [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans' AND column_name <> 'received_at'"
+            " ORDER BY ordinal_position"
+        ).fetchall()
+    ]
     return conn.execute(f"SELECT {', '.join(cols)} FROM spans ORDER BY trace_id, span_id").fetchall()
 
 
@@ -137,7 +144,7 @@ def test_concurrent_requests_share_group_commits(dsn: str) -> None:
     # slowly a loaded machine starts the 40 client threads.
     collector = start_collector(dsn, BASE_CONFIG.replace("timeout: 20ms", "timeout: 30s"))
     try:
-        batcher = collector.service.pipelines["traces"]._batcher  # noqa: SLF001
+        batcher = collector.service.pipelines["traces"]._batcher
         assert batcher is not None
         bodies = [make_request(make_span(trace_id=bytes([i + 1]) * 16)).SerializeToString() for i in range(40)]
         with psycopg.connect(dsn) as locker, ThreadPoolExecutor(max_workers=40) as pool:

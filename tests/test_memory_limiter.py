@@ -27,14 +27,13 @@ from tests.collector_harness import BASE_CONFIG, start_collector
 from tests.otlp_wire import EXPORT_PATH, http_post, make_request, make_span
 from tests.test_cli import Served, child_env, free_ports, tracetables_argv
 from tracetables.collector.batch import SpanBatch
+from tracetables.collector.component import CreateSettings, Kind
+from tracetables.collector.components import REGISTRY
 from tracetables.collector.config import load_config, parse_config
 from tracetables.collector.errors import ConfigError, OverloadedError
 from tracetables.collector.processors import _memstat
 from tracetables.collector.processors.memory_limiter import REFUSED_MESSAGE, MemoryLimiter
 from tracetables.collector.processors.memory_limiter_config import MemoryLimiterConfig
-from tracetables.collector.component import CreateSettings
-from tracetables.collector.components import REGISTRY
-from tracetables.collector.component import Kind
 
 MIB = 1024 * 1024
 BAD_CONFIGS = Path(__file__).parent / "testdata" / "config"
@@ -197,8 +196,9 @@ class TestStateMachine:
         config = MemoryLimiterConfig(limit_percentage=50, spike_limit_percentage=5)
         limiter = MemoryLimiter(config, read_rss=lambda: 0, total_memory=lambda: 1000 * MIB)
         assert (limiter.hard_limit, limiter.soft_limit) == (500 * MIB, 450 * MIB)
-        default_spike = MemoryLimiter(MemoryLimiterConfig(limit_percentage=50), read_rss=lambda: 0,
-                                      total_memory=lambda: 1000 * MIB)
+        default_spike = MemoryLimiter(
+            MemoryLimiterConfig(limit_percentage=50), read_rss=lambda: 0, total_memory=lambda: 1000 * MIB
+        )
         assert default_spike.soft_limit == 400 * MIB
 
     def test_percentage_without_a_readable_total_is_a_config_error(self) -> None:
@@ -223,9 +223,11 @@ class TestStateMachine:
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         infos = [r for r in caplog.records if r.levelno == logging.INFO]
         assert [r.getMessage() for r in warnings] == [
-            "memory usage 90 MiB is at or above the soft limit (80 MiB, hard 100 MiB): refusing data"]
+            "memory usage 90 MiB is at or above the soft limit (80 MiB, hard 100 MiB): refusing data"
+        ]
         assert [r.getMessage() for r in infos] == [
-            "memory usage 50 MiB is below the soft limit (80 MiB) again: accepting data"]
+            "memory usage 50 MiB is below the soft limit (80 MiB) again: accepting data"
+        ]
 
 
 class TestLifeCycle:
@@ -284,8 +286,9 @@ class TestMemoryReadings:
         vmrss = vmrss_of("self")
         assert abs(rss - vmrss) < 0.1 * vmrss
 
-    def test_peak_rss_fallback_is_used_without_proc(self, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def test_peak_rss_fallback_is_used_without_proc(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """Without /proc the peak RSS (never lower than now) is read, and start() warns what that means."""
         assert _memstat.read_peak_rss() >= _memstat.read_statm_rss() * 0.9
         monkeypatch.setattr(_memstat, "STATM", Path("/nonexistent/statm"))
@@ -324,8 +327,9 @@ class TestMemoryReadings:
         assert after_gc_mib > 40, done.stdout  # ~58 MiB of 1 KiB blocks freed, still resident
         assert after_trim_mib < 20, done.stdout
 
-    def test_total_memory_is_the_lower_of_memtotal_and_the_cgroup_limit(self, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_total_memory_is_the_lower_of_memtotal_and_the_cgroup_limit(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """MemTotal, unless a cgroup memory.max (a number, not ``max``) is lower."""
         meminfo = tmp_path / "meminfo"
         meminfo.write_text("MemTotal:        2097152 kB\nMemFree:          1000 kB\n")
@@ -355,18 +359,25 @@ BAD_CASES: list[tuple[str, str, tuple[str, ...]]] = [
     ("memory-limiter-both-limits.yaml", f"{ML}.limit_percentage", ("not both",)),
     ("memory-limiter-negative-limit-mib.yaml", f"{ML}.limit_mib", (">= 0", "-1")),
     ("memory-limiter-spike-not-below-limit.yaml", f"{ML}.spike_limit_mib", ("< limit_mib", "512")),
-    ("memory-limiter-spike-percentage-not-below-limit.yaml", f"{ML}.spike_limit_percentage",
-     ("< limit_percentage", "60")),
+    (
+        "memory-limiter-spike-percentage-not-below-limit.yaml",
+        f"{ML}.spike_limit_percentage",
+        ("< limit_percentage", "60"),
+    ),
     ("memory-limiter-percentage-out-of-range.yaml", f"{ML}.limit_percentage", ("between 1 and 100", "150")),
-    ("memory-limiter-spike-unit-mismatch.yaml", f"{ML}.spike_limit_percentage",
-     ("limit_percentage", "spike_limit_mib")),
+    (
+        "memory-limiter-spike-unit-mismatch.yaml",
+        f"{ML}.spike_limit_percentage",
+        ("limit_percentage", "spike_limit_mib"),
+    ),
     ("memory-limiter-zero-check-interval.yaml", f"{ML}.check_interval", ("> 0",)),
 ]
 
 
 class TestConfig:
-    @pytest.mark.parametrize(("name", "key_path", "words"), BAD_CASES,
-                             ids=[c[0].removesuffix(".yaml") for c in BAD_CASES])
+    @pytest.mark.parametrize(
+        ("name", "key_path", "words"), BAD_CASES, ids=[c[0].removesuffix(".yaml") for c in BAD_CASES]
+    )
     def test_bad_config_names_key_path_and_problem(self, name: str, key_path: str, words: tuple[str, ...]) -> None:
         """Each memory_limiter rule has its bad file; the error starts with the key path."""
         with pytest.raises(ConfigError) as info:
@@ -389,7 +400,9 @@ class TestConfig:
         config = parse_config(text, {"DSN": "host=unused"})
         ml = config.processors["memory_limiter"]
         assert ml == MemoryLimiterConfig(
-            check_interval=timedelta(milliseconds=250), limit_mib=4000, spike_limit_mib=800,
+            check_interval=timedelta(milliseconds=250),
+            limit_mib=4000,
+            spike_limit_mib=800,
             min_gc_interval_when_soft_limited=timedelta(seconds=5),
         )
         assert config.service.pipelines["traces"].processors == ("memory_limiter", "batch")
@@ -504,13 +517,21 @@ def serve_with(directory: Path, dsn: str, limit_mib: int, spike_limit_mib: int) 
     """``tracetables serve`` (a subprocess) with the flood config and the given limits."""
     grpc_port, http_port = free_ports(2)
     config = directory / f"flood-{http_port}.yaml"
-    config.write_text(FLOOD_CONFIG.format(grpc_port=grpc_port, http_port=http_port, limit_mib=limit_mib,
-                                          spike_limit_mib=spike_limit_mib), encoding="utf-8")
+    config.write_text(
+        FLOOD_CONFIG.format(
+            grpc_port=grpc_port, http_port=http_port, limit_mib=limit_mib, spike_limit_mib=spike_limit_mib
+        ),
+        encoding="utf-8",
+    )
     log_path = directory / f"serve-{http_port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            tracetables_argv("serve", "--config", str(config)), env=child_env(dsn), cwd=directory,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            tracetables_argv("serve", "--config", str(config)),
+            env=child_env(dsn),
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     served = Served(process, log_path, grpc_port, http_port)
     try:
@@ -522,8 +543,15 @@ def serve_with(directory: Path, dsn: str, limit_mib: int, spike_limit_mib: int) 
 
 def request_template() -> bytes:
     """One serialized request of SPANS_PER_REQUEST spans, all in the trace PLACEHOLDER."""
-    spans = [make_span(trace_id=PLACEHOLDER, span_id=(i + 1).to_bytes(8, "big"), name="flood",
-                       **{f"flood.attr{j}": "v" * 40 for j in range(5)}) for i in range(SPANS_PER_REQUEST)]
+    spans = [
+        make_span(
+            trace_id=PLACEHOLDER,
+            span_id=(i + 1).to_bytes(8, "big"),
+            name="flood",
+            **{f"flood.attr{j}": "v" * 40 for j in range(5)},
+        )
+        for i in range(SPANS_PER_REQUEST)
+    ]
     body = make_request(*spans).SerializeToString()
     assert body.count(PLACEHOLDER) == SPANS_PER_REQUEST
     return body
@@ -670,8 +698,9 @@ def test_flood_memory_stays_under_limit_clients_get_retryable_errors_and_accepte
                 started = time.monotonic()
                 settle_by = started + FLOOD_MAX + SETTLE_TIMEOUT
                 grpc_args = (served.grpc_port, template, tally, flooding, settle_by)
-                senders = [threading.Thread(target=grpc_sender, args=grpc_args, daemon=True)
-                           for _ in range(GRPC_SENDERS)]
+                senders = [
+                    threading.Thread(target=grpc_sender, args=grpc_args, daemon=True) for _ in range(GRPC_SENDERS)
+                ]
                 for sender in senders:
                     sender.start()
                 wait_until(lambda: bool(tally.refused), FLOOD_MAX, "a refusal")
@@ -703,7 +732,8 @@ def test_flood_memory_stays_under_limit_clients_get_retryable_errors_and_accepte
                 tally.refused.add(trace_id)
                 assert time.monotonic() - recovered_at < 15, (
                     f"still refusing 15 s after the flood; RSS {vmrss_of(served.process.pid) / MIB:.0f} MiB,"
-                    f" soft limit {soft_mib} MiB")
+                    f" soft limit {soft_mib} MiB"
+                )
                 time.sleep(0.2)
             recovery_s = time.monotonic() - recovered_at
             recovered_mib = vmrss_of(served.process.pid) / MIB

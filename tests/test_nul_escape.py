@@ -71,7 +71,15 @@ def test_sql_sees_escaped_form_and_tt_unescape_decodes(collector: RunningCollect
         " tt_unescape(attributes->>(E'k\\x1a0')), tt_unescape('plain'), tt_unescape('plain', '')"
         " FROM spans"
     ).fetchone()
-    assert row == ("a\x1a0b\x1a\x1ac", b"a\x00b\x1ac", "a<NUL>b\x1ac", "v\x1a0\x1a\x1a0", b"v\x00\x1a0", b"plain", "plain")
+    assert row == (
+        "a\x1a0b\x1a\x1ac",
+        b"a\x00b\x1ac",
+        "a<NUL>b\x1ac",
+        "v\x1a0\x1a\x1a0",
+        b"v\x00\x1a0",
+        b"plain",
+        "plain",
+    )
 
 
 @pytest.mark.parametrize("name", ["edge-cases.json", "all-fields.json", "own-trace.json"])

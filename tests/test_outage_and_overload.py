@@ -61,7 +61,9 @@ def test_store_down_answers_503_and_unavailable_with_retry_hints(own_postgres: E
 
         with grpc.insecure_channel(f"127.0.0.1:{collector.grpc_port}") as channel:
             with pytest.raises(grpc.RpcError) as caught:
-                channel.unary_unary(EXPORT_PATH)(make_request(make_span(span_id=b"\x08" * 8)).SerializeToString(), timeout=30)
+                channel.unary_unary(EXPORT_PATH)(
+                    make_request(make_span(span_id=b"\x08" * 8)).SerializeToString(), timeout=30
+                )
         error = caught.value
         assert error.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
         details = dict(error.trailing_metadata())  # type: ignore[attr-defined]
@@ -71,7 +73,9 @@ def test_store_down_answers_503_and_unavailable_with_retry_hints(own_postgres: E
         assert info.retry_delay.seconds >= 1
 
         assert own_postgres.start() == dsn
-        reply = http_post(collector.http_port, make_request(make_span(span_id=b"\x09" * 8, name="after")).SerializeToString())
+        reply = http_post(
+            collector.http_port, make_request(make_span(span_id=b"\x09" * 8, name="after")).SerializeToString()
+        )
         assert reply.status == 200
         with psycopg.connect(dsn) as conn:
             names = sorted(r[0] for r in conn.execute("SELECT name FROM spans").fetchall())
@@ -104,7 +108,9 @@ def test_sdk_exporter_retries_through_a_short_outage(own_postgres: EmbeddedPostg
         collector.stop()
 
 
-OVERLOAD_CONFIG = BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 1ms, send_batch_size: 1, max_queued_spans: 1}")
+OVERLOAD_CONFIG = BASE_CONFIG.replace(
+    "batch: {timeout: 20ms}", "batch: {timeout: 1ms, send_batch_size: 1, max_queued_spans: 1}"
+)
 
 
 def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
@@ -115,7 +121,9 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
             locker.execute("LOCK TABLE spans IN ACCESS EXCLUSIVE MODE")  # writes now wait
             first: dict[str, int] = {}
             sender = threading.Thread(
-                target=lambda: first.update(status=http_post(collector.http_port, make_request(make_span()).SerializeToString()).status)
+                target=lambda: first.update(
+                    status=http_post(collector.http_port, make_request(make_span()).SerializeToString()).status
+                )
             )
             sender.start()
             deadline = time.monotonic() + 10
@@ -127,7 +135,8 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
             assert int(reply.headers["retry-after"]) >= 1
             assert status_pb2.Status.FromString(reply.body).code == code_pb2.RESOURCE_EXHAUSTED
             code, _, details = grpc_export(
-                collector.grpc_port, make_request(make_span(span_id=b"\x05" * 8)).SerializeToString())
+                collector.grpc_port, make_request(make_span(span_id=b"\x05" * 8)).SerializeToString()
+            )
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in details
             locker.rollback()
         sender.join(timeout=30)
@@ -140,9 +149,10 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
 def test_shutdown_drains_queued_batches(dsn: str) -> None:
     """Requests gathered in the batch processor when shutdown starts are committed, not dropped."""
     slow = BASE_CONFIG.replace("batch: {timeout: 20ms}", "batch: {timeout: 60s}").replace(
-        "postgres:\n", "postgres:\n    sending_queue: {num_consumers: 1}\n")
+        "postgres:\n", "postgres:\n    sending_queue: {num_consumers: 1}\n"
+    )
     collector = start_collector(dsn, slow)
-    batcher = collector.service.pipelines["traces"]._batcher  # noqa: SLF001
+    batcher = collector.service.pipelines["traces"]._batcher
     assert batcher is not None
     results: list[int] = []
 

@@ -91,8 +91,19 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     """The sdist, and the wheel built from it, of a clean copy of this tree."""
     base = tmp_path_factory.mktemp("dists")
     source = base / "src"
-    ignore = shutil.ignore_patterns(".venv*", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".tracetables",
-                                    ".pytest_cache", ".mypy_cache", ".hypothesis", ".git")
+    ignore = shutil.ignore_patterns(
+        ".venv*",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        "*.so",
+        ".tracetables",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".hypothesis",
+        ".git",
+    )
     shutil.copytree(ROOT, source, ignore=ignore)
     out = base / "dist"
     _run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], BUILD_TIMEOUT, cwd=base)
@@ -103,16 +114,23 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
 
 def clean_env() -> dict[str, str]:
     """This environment without TRACETABLES_* (but the PostgreSQL binaries) and PYTHONPATH."""
-    return {k: v for k, v in os.environ.items()
-            if (not k.startswith("TRACETABLES_") or k == "TRACETABLES_PG_BINDIR") and k != "PYTHONPATH"}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith("TRACETABLES_") or k == "TRACETABLES_PG_BINDIR") and k != "PYTHONPATH"
+    }
 
 
 def make_venv(where: Path, *install: str) -> Path:
     """A fresh venv at ``where`` with ``install`` pip-installed; returns its bin directory."""
     _run([sys.executable, "-m", "venv", str(where)], INSTALL_TIMEOUT, cwd=where.parent)
     bin_dir = where / "bin"
-    _run([str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", *install],
-         INSTALL_TIMEOUT, cwd=where.parent, env=clean_env())
+    _run(
+        [str(bin_dir / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", *install],
+        INSTALL_TIMEOUT,
+        cwd=where.parent,
+        env=clean_env(),
+    )
     return bin_dir
 
 
@@ -148,8 +166,12 @@ class TestBuiltFiles:
         """The sdist has every ``*.c`` and ``*.h``, the migrations, the default config and the stubs."""
         with tarfile.open(dists.sdist) as tar:
             names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-        wanted = [p for top in TOP_PACKAGES for pattern in ("*.c", "*.h", "*.pyi", "*.sql", "py.typed")
-                  for p in (ROOT / top).rglob(pattern)]
+        wanted = [
+            p
+            for top in TOP_PACKAGES
+            for pattern in ("*.c", "*.h", "*.pyi", "*.sql", "py.typed")
+            for p in (ROOT / top).rglob(pattern)
+        ]
         assert any(p.suffix == ".c" for p in wanted) and any(p.suffix == ".h" for p in wanted)
         assert sorted(str(p.relative_to(ROOT)) for p in wanted if str(p.relative_to(ROOT)) not in names) == []
         assert "collector/default-config.yaml" in names
@@ -220,9 +242,16 @@ class TestInstalledWheel:
 
     def _serve_and_read_back(self, full_venv: Path, tmp_path: Path) -> None:
         """Config and embedded data dir in ``tmp_path``, which is also the cwd (data_dir resolves either way)."""
-        where = _run([str(full_venv / "python"), "-c",
-                      "import pathlib, tracetables.collector as c; print(pathlib.Path(c.__file__).parent)"],
-                     60, cwd=tmp_path, env=clean_env()).strip()
+        where = _run(
+            [
+                str(full_venv / "python"),
+                "-c",
+                "import pathlib, tracetables.collector as c; print(pathlib.Path(c.__file__).parent)",
+            ],
+            60,
+            cwd=tmp_path,
+            env=clean_env(),
+        ).strip()
         assert Path(where).is_relative_to(full_venv.parent), where  # the wheel's copy, not the tree
         shutil.copy(Path(where) / "default-config.yaml", tmp_path / "otel-config.yaml")
         grpc_port, http_port, health_port, metrics_port = free_ports(4)
@@ -237,15 +266,32 @@ class TestInstalledWheel:
         script = str(full_venv / "tracetables")
         log_path = tmp_path / "serve.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen([script, "serve", "--config", "otel-config.yaml"], cwd=tmp_path, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [script, "serve", "--config", "otel-config.yaml"],
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         served = Served(process, log_path)
         try:
             wait_healthy(served, health_port)
             (tmp_path / "send_span.py").write_text(SEND_SPAN, encoding="utf-8")
-            sent = subprocess.run([str(full_venv / "python"), "send_span.py", f"http://127.0.0.1:{http_port}/v1/traces",
-                                   "installed-wheel-span"], cwd=tmp_path, env=clean_env(), capture_output=True,
-                                  text=True, timeout=60, check=False)
+            sent = subprocess.run(
+                [
+                    str(full_venv / "python"),
+                    "send_span.py",
+                    f"http://127.0.0.1:{http_port}/v1/traces",
+                    "installed-wheel-span",
+                ],
+                cwd=tmp_path,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             assert sent.returncode == 0, sent.stdout + sent.stderr
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=STOP_TIMEOUT) == 0, served.log()
@@ -253,34 +299,62 @@ class TestInstalledWheel:
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=STOP_TIMEOUT)
-        read = subprocess.run([script, "sql", "--config", "otel-config.yaml", "-c", "select name from spans"],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+        read = subprocess.run(
+            [script, "sql", "--config", "otel-config.yaml", "-c", "select name from spans"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert read.returncode == 0, read.stderr
         assert "installed-wheel-span" in [line.strip() for line in read.stdout.splitlines()]
         assert (tmp_path / "data" / "tracetables" / "pg" / "PG_VERSION").is_file()
 
-    def test_base_install_imports_instrumentation_and_hints_at_the_extra(self, base_venv: Path,
-                                                                          tmp_path: Path) -> None:
+    def test_base_install_imports_instrumentation_and_hints_at_the_extra(self, base_venv: Path, tmp_path: Path) -> None:
         """Without extras the instrumentation imports; ``tracetables serve`` prints the hint, exits 1."""
         python = str(base_venv / "python")
         _run([python, "-c", "import tracetables.instrumentation"], 60, cwd=tmp_path, env=clean_env())
-        no_yaml = subprocess.run([python, "-c", "import yaml"], cwd=tmp_path, env=clean_env(),
-                                 capture_output=True, timeout=60, check=False)
+        no_yaml = subprocess.run(
+            [python, "-c", "import yaml"], cwd=tmp_path, env=clean_env(), capture_output=True, timeout=60, check=False
+        )
         assert no_yaml.returncode != 0  # the base install really lacks the collector's packages
-        served = subprocess.run([str(base_venv / "tracetables"), "serve"], cwd=tmp_path, env=clean_env(),
-                                capture_output=True, text=True, timeout=60, check=False)
+        served = subprocess.run(
+            [str(base_venv / "tracetables"), "serve"],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert served.returncode == 1
         assert served.stderr.startswith(HINT), served.stderr
         assert len(served.stderr.strip().splitlines()) == 1
         assert "Traceback" not in served.stderr
 
-    def test_sdk_extra_resolves_without_server_packages(self, dists: Dists, base_venv: Path,
-                                                        tmp_path: Path) -> None:
+    def test_sdk_extra_resolves_without_server_packages(self, dists: Dists, base_venv: Path, tmp_path: Path) -> None:
         """``pip install --dry-run --report`` of ``tracetables[sdk]`` installs none of the server packages."""
         report = tmp_path / "report.json"
-        _run([str(base_venv / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--dry-run",
-              "--ignore-installed", "--report", str(report), f"{dists.wheel}[sdk]"],
-             INSTALL_TIMEOUT, cwd=tmp_path, env=clean_env())
+        _run(
+            [
+                str(base_venv / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-q",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                f"{dists.wheel}[sdk]",
+            ],
+            INSTALL_TIMEOUT,
+            cwd=tmp_path,
+            env=clean_env(),
+        )
         names = {normalized(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
         assert "opentelemetry-sdk" in names
         assert names & SERVER_ONLY == set()

@@ -42,9 +42,16 @@ URL_NEEDLES = ["urlpass-x7y8z9", "qtoken-m3n4b5"]
 @pytest.fixture
 def default_collector(dsn: str) -> Iterator[RunningCollector]:
     """A collector on the shipped default config (masking on), on loopback ports."""
-    running = start_collector(dsn, DEFAULT_CONFIG_PATH.read_text(), env={
-        "TRACETABLES_DATABASE_URL": dsn, "TRACETABLES_GRPC_ENDPOINT": "127.0.0.1:0",
-        "TRACETABLES_HTTP_ENDPOINT": "127.0.0.1:0", "TRACETABLES_LOG_LEVEL": "debug"})
+    running = start_collector(
+        dsn,
+        DEFAULT_CONFIG_PATH.read_text(),
+        env={
+            "TRACETABLES_DATABASE_URL": dsn,
+            "TRACETABLES_GRPC_ENDPOINT": "127.0.0.1:0",
+            "TRACETABLES_HTTP_ENDPOINT": "127.0.0.1:0",
+            "TRACETABLES_LOG_LEVEL": "debug",
+        },
+    )
     try:
         yield running
     finally:
@@ -55,8 +62,10 @@ def _emit(collector: RunningCollector) -> int:
     """Every secret in every place a value can hide; returns the number of spans sent."""
     resource = {f"contact.{i}": s["value"] for i, s in enumerate(SECRETS)}
     sent = 0
-    for exporter in (GrpcExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10),
-                     HttpExporter(endpoint=collector.http_url, timeout=10)):
+    for exporter in (
+        GrpcExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10),
+        HttpExporter(endpoint=collector.http_url, timeout=10),
+    ):
         provider = TracerProvider(resource=Resource.create({"service.name": "leaky", **resource}))
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         tracer = provider.get_tracer("tests.privacy", attributes={"scope.owner": SECRETS[0]["value"]})
@@ -66,14 +75,21 @@ def _emit(collector: RunningCollector) -> int:
             value = secret["value"]
             state = {"user": {"note": f"my details: {value}", "list": [value, 1]}, "text": value}
             with tracer.start_as_current_span(
-                f"step for {value}", kind=SpanKind.CLIENT,
+                f"step for {value}",
+                kind=SpanKind.CLIENT,
                 links=[Link(anchor.get_span_context(), {"flow.synchronization": "S", "why": value})],
                 attributes={
-                    "flow.role": "step", "flow.node.id": "n", "session.id": "s-privacy", "flow.step.number": i,
-                    "note": f"the customer said {value} twice: {value}", "tags": ["ok", value],
-                    "flow.state.before": json.dumps(state), "flow.state.after": json.dumps([state]),
+                    "flow.role": "step",
+                    "flow.node.id": "n",
+                    "session.id": "s-privacy",
+                    "flow.step.number": i,
+                    "note": f"the customer said {value} twice: {value}",
+                    "tags": ["ok", value],
+                    "flow.state.before": json.dumps(state),
+                    "flow.state.after": json.dumps([state]),
                     "flow.node.details": json.dumps({"response_body": {"raw": value}}),
-                    "url.full": URL, **KEYED,
+                    "url.full": URL,
+                    **KEYED,
                 },
             ) as span:
                 span.add_event(f"saw {value}", {"detail": value})
@@ -84,15 +100,17 @@ def _emit(collector: RunningCollector) -> int:
     return sent
 
 
-def test_no_planted_secret_reaches_the_database_or_a_log(default_collector: RunningCollector, dsn: str,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_no_planted_secret_reaches_the_database_or_a_log(
+    default_collector: RunningCollector, dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     sent = _emit(default_collector)
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM spans").fetchone() == (sent,)
         assert conn.execute("SELECT count(*) FROM flow_execution_steps").fetchone() == (2 * len(SECRETS),)
-        masked = conn.execute("SELECT attributes->>'tracetables.masked' FROM spans WHERE name LIKE 'step for %'"
-                              " LIMIT 1").fetchone()
+        masked = conn.execute(
+            "SELECT attributes->>'tracetables.masked' FROM spans WHERE name LIKE 'step for %' LIMIT 1"
+        ).fetchone()
     assert masked is not None and json.loads(masked[0])  # the summary says what was masked
     dump = _pg_dump(dsn)
     assert "step for [" in dump and "[REDACTED]" in dump  # the dump holds the masked spans
@@ -104,8 +122,13 @@ def test_no_planted_secret_reaches_the_database_or_a_log(default_collector: Runn
 
 
 def _pg_dump(dsn: str) -> str:
-    result = subprocess.run([str(find_pg_bindir() / "pg_dump"), "--data-only", "--no-owner", "-d", dsn],
-                            capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [str(find_pg_bindir() / "pg_dump"), "--data-only", "--no-owner", "-d", dsn],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "COPY public.spans" in result.stdout
     return result.stdout
 

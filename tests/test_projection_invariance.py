@@ -30,11 +30,16 @@ T0 = 1_700_000_000_000_000_000
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 
 
-def _span(span_id: int, parent: int | None, name: str, start: int, end: int, error: bool = False,
-          **attrs: Any) -> Span:
-    span = Span(trace_id=TRACE, span_id=span_id.to_bytes(8, "big"), name=name, kind=Span.SPAN_KIND_INTERNAL,
-                parent_span_id=parent.to_bytes(8, "big") if parent else b"",
-                start_time_unix_nano=T0 + start * 1_000_000, end_time_unix_nano=T0 + end * 1_000_000)
+def _span(span_id: int, parent: int | None, name: str, start: int, end: int, error: bool = False, **attrs: Any) -> Span:
+    span = Span(
+        trace_id=TRACE,
+        span_id=span_id.to_bytes(8, "big"),
+        name=name,
+        kind=Span.SPAN_KIND_INTERNAL,
+        parent_span_id=parent.to_bytes(8, "big") if parent else b"",
+        start_time_unix_nano=T0 + start * 1_000_000,
+        end_time_unix_nano=T0 + end * 1_000_000,
+    )
     for key, value in attrs.items():
         if isinstance(value, bool):
             span.attributes.append(KeyValue(key=key, value=AnyValue(bool_value=value)))
@@ -76,8 +81,16 @@ def build(shape: Shape) -> list[Span]:
     run_id, plain_id = 1, 2
     spans = []
     if shape.marker:
-        spans.append(_span(3, run_id, "run pending", 0, 0, **{"flow.role": "run", "flow.pending": True,
-                                                              "session.id": "s", "flow.run.request": "hi"}))
+        spans.append(
+            _span(
+                3,
+                run_id,
+                "run pending",
+                0,
+                0,
+                **{"flow.role": "run", "flow.pending": True, "session.id": "s", "flow.run.request": "hi"},
+            )
+        )
     step_ids: list[int] = []
     for i, (failed, numbered, parent_choice) in enumerate(shape.steps):
         sid = 100 + i
@@ -87,27 +100,60 @@ def build(shape: Shape) -> list[Span]:
             parent = step_ids[0]  # a step inside a step: still the run's
         else:
             parent = run_id
-        attrs: dict[str, Any] = {"flow.role": "step", "flow.node.id": f"node{i % 3}", "session.id": "s",
-                                 "flow.state.before": '{"i": %d}' % i}
+        attrs: dict[str, Any] = {
+            "flow.role": "step",
+            "flow.node.id": f"node{i % 3}",
+            "session.id": "s",
+            "flow.state.before": f'{{"i": {i}}}',
+        }
         if numbered:
             attrs["flow.step.number"] = i + 1
         spans.append(_span(sid, parent, f"step{i}", 10 * i + 1, 10 * i + 5, failed, **attrs))
         step_ids.append(sid)
         if i < len(shape.calls):
             call_id = 200 + i
-            spans.append(_span(300 + i, call_id, "hook pending", 10 * i + 2, 10 * i + 2,
-                               **{"flow.role": "call", "flow.pending": True, "flow.call.key": f"k{i}",
-                                  "flow.call.attempt": 1}))
-            spans.append(_span(call_id, sid, "hook", 10 * i + 2, 10 * i + 4, shape.calls[i],
-                               **{"flow.role": "call", "flow.call.key": f"k{i}", "flow.call.attempt": 1,
-                                  "flow.call.response": '{"ok": %s}' % ("false" if shape.calls[i] else "true")}))
+            spans.append(
+                _span(
+                    300 + i,
+                    call_id,
+                    "hook pending",
+                    10 * i + 2,
+                    10 * i + 2,
+                    **{"flow.role": "call", "flow.pending": True, "flow.call.key": f"k{i}", "flow.call.attempt": 1},
+                )
+            )
+            spans.append(
+                _span(
+                    call_id,
+                    sid,
+                    "hook",
+                    10 * i + 2,
+                    10 * i + 4,
+                    shape.calls[i],
+                    **{
+                        "flow.role": "call",
+                        "flow.call.key": f"k{i}",
+                        "flow.call.attempt": 1,
+                        "flow.call.response": '{"ok": %s}' % ("false" if shape.calls[i] else "true"),
+                    },
+                )
+            )
     if shape.nested_run:
         spans.append(_span(400, 401, "inner step", 70, 71, **{"flow.role": "step", "flow.node.id": "inner"}))
         spans.append(_span(401, step_ids[-1], "inner run", 69, 72, **{"flow.role": "run"}))
     if shape.intermediate:
         spans.append(_span(plain_id, run_id, "plain work", 0, 90))
-    spans.append(_span(run_id, None, "run", 0, 100, shape.run_failed,
-                       **{"flow.role": "run", "session.id": "s", "flow.run.request": "hi", "flow.run.response": "bye"}))
+    spans.append(
+        _span(
+            run_id,
+            None,
+            "run",
+            0,
+            100,
+            shape.run_failed,
+            **{"flow.role": "run", "session.id": "s", "flow.run.request": "hi", "flow.run.response": "bye"},
+        )
+    )
     return spans
 
 
@@ -125,8 +171,10 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 def reset(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE spans, execution_log_rows, flow_step_rows, communication_rows,"
-                     " action_rows, provenance_edges, event_rows")
+        conn.execute(
+            "TRUNCATE spans, execution_log_rows, flow_step_rows, communication_rows,"
+            " action_rows, provenance_edges, event_rows"
+        )
 
 
 async def deliver(dsn: str, batches: list[list[Span]], writers: int) -> None:
@@ -152,10 +200,17 @@ async def deliver(dsn: str, batches: list[list[Span]], writers: int) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=shapes, seed=st.integers(0, 2**32 - 1), cuts=st.integers(0, 6), duplicates=st.integers(0, 4),
-       writers=st.integers(1, 2), late_plain=st.booleans())
-def test_projections_do_not_depend_on_arrival(dsn: str, shape: Shape, seed: int, cuts: int, duplicates: int,
-                                              writers: int, late_plain: bool) -> None:
+@given(
+    shape=shapes,
+    seed=st.integers(0, 2**32 - 1),
+    cuts=st.integers(0, 6),
+    duplicates=st.integers(0, 4),
+    writers=st.integers(1, 2),
+    late_plain=st.booleans(),
+)
+def test_projections_do_not_depend_on_arrival(
+    dsn: str, shape: Shape, seed: int, cuts: int, duplicates: int, writers: int, late_plain: bool
+) -> None:
     spans = build(shape)
     reset(dsn)
     asyncio.run(deliver(dsn, [spans], 1))
@@ -179,14 +234,22 @@ def test_projections_do_not_depend_on_arrival(dsn: str, shape: Shape, seed: int,
 
 def test_expected_summary_of_a_known_shape(dsn: str) -> None:
     """The invariant above could hold for a wrong answer: pin one shape's summary down."""
-    shape = Shape(steps=[(False, True, 0), (True, False, 1), (False, False, 2)], run_failed=False, marker=True,
-                  intermediate=True, calls=[True], nested_run=True)
+    shape = Shape(
+        steps=[(False, True, 0), (True, False, 1), (False, False, 2)],
+        run_failed=False,
+        marker=True,
+        intermediate=True,
+        calls=[True],
+        nested_run=True,
+    )
     reset(dsn)
     asyncio.run(deliver(dsn, [[s] for s in reversed(build(shape))], 2))
     with psycopg.connect(dsn) as conn:
-        logs = conn.execute("SELECT span_id, status, failed_nodes, step_count, error_summary,"
-                            " jsonb_path_query_array(execution_trace, '$[*].node') FROM execution_logs"
-                            " ORDER BY span_id").fetchall()
+        logs = conn.execute(
+            "SELECT span_id, status, failed_nodes, step_count, error_summary,"
+            " jsonb_path_query_array(execution_trace, '$[*].node') FROM execution_logs"
+            " ORDER BY span_id"
+        ).fetchall()
         calls = conn.execute("SELECT overall_status, error_code, response_payload FROM communication_traces").fetchall()
     assert logs == [
         ((1).to_bytes(8, "big"), "partial", ["node1"], 3, "node1: step1 broke", ["node0", "node1", "node2"]),

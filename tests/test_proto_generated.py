@@ -13,13 +13,21 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
-from tracetables.instrumentation import step
 from tracetables.instrumentation import details as models
+from tracetables.instrumentation import step
 from tracetables.proto import execution_details_pb2 as pb
 
 PROTO_DIR = Path(__file__).resolve().parent.parent / "proto"
-MESSAGES = ["ConditionResult", "ConditionDetails", "ScriptDetails", "QuestionDetails", "MessageDetails",
-            "VariableChange", "ActionDetails", "WebhookDetails"]
+MESSAGES = [
+    "ConditionResult",
+    "ConditionDetails",
+    "ScriptDetails",
+    "QuestionDetails",
+    "MessageDetails",
+    "VariableChange",
+    "ActionDetails",
+    "WebhookDetails",
+]
 
 
 def test_regenerating_the_protos_changes_nothing(tmp_path: Path) -> None:
@@ -34,7 +42,9 @@ def test_regenerating_the_protos_changes_nothing(tmp_path: Path) -> None:
     produced = sorted(p.name for p in tmp_path.iterdir())
     assert produced == ["execution_details_pb2.py", "execution_details_pb2.pyi"]
     for name in produced:
-        assert (tmp_path / name).read_text() == (PROTO_DIR / name).read_text(), f"{name} is stale: run proto/generate.py"
+        assert (tmp_path / name).read_text() == (PROTO_DIR / name).read_text(), (
+            f"{name} is stale: run proto/generate.py"
+        )
 
 
 @pytest.mark.parametrize("name", MESSAGES)
@@ -50,8 +60,13 @@ def test_details_json_parses_as_the_proto_message() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    webhook = models.WebhookDetails(url="https://hooks.example/x", method="POST", request_headers={"x-id": "7"},
-                                    response_status=502, response_body={"error": "bad gateway", "retry": True})
+    webhook = models.WebhookDetails(
+        url="https://hooks.example/x",
+        method="POST",
+        request_headers={"x-id": "7"},
+        response_status=502,
+        response_body={"error": "bad gateway", "retry": True},
+    )
     with step("notify", "webhook", details=webhook, session_id="s-proto", tracer_provider=provider):
         pass
     (span,) = exporter.get_finished_spans()
@@ -61,7 +76,10 @@ def test_details_json_parses_as_the_proto_message() -> None:
     assert (message.url, message.method, message.response_status) == ("https://hooks.example/x", "POST", 502)
     assert dict(message.request_headers) == {"x-id": "7"}
     assert json_format.MessageToDict(message.response_body) == {"error": "bad gateway", "retry": True}
-    condition = models.ConditionDetails(conditions=[models.ConditionResult(expression="age > 18", result=True)],
-                                        matched_index=0, connection_taken="adult")
+    condition = models.ConditionDetails(
+        conditions=[models.ConditionResult(expression="age > 18", result=True)],
+        matched_index=0,
+        connection_taken="adult",
+    )
     parsed = json_format.ParseDict(condition.model_dump(), pb.ConditionDetails())
     assert parsed.HasField("matched_index") and parsed.conditions[0].expression == "age > 18"

@@ -55,8 +55,9 @@ SELECT decode(lpad(to_hex(i / 4), 32, '0'), 'hex'), decode(lpad(to_hex(i), 16, '
   FROM generate_series(2, {SPANS // 5}) AS i;
 """
 
-TRUNCATE = ("TRUNCATE spans, flow_step_rows, execution_log_rows, communication_rows, action_rows, provenance_edges,"
-            " event_rows")
+TRUNCATE = (
+    "TRUNCATE spans, flow_step_rows, execution_log_rows, communication_rows, action_rows, provenance_edges, event_rows"
+)
 TRACE = "0" * 24 + format(5000 // 4, "08x")
 SPAN = format(5000, "016x")
 QUERIES = {
@@ -64,7 +65,7 @@ QUERIES = {
     "recent failures of a workflow": "SELECT * FROM tt_recent_failures('wf10')",
     "user history": "SELECT * FROM tt_user_history('u42')",
     "sessions of a flow by status and date": "SELECT * FROM tt_flow_sessions('flow3', with_status => 'failed', "
-                                             "since => now() - interval '2 days')",
+    "since => now() - interval '2 days')",
     "sessions of a flow by user with errors": "SELECT * FROM tt_flow_sessions('flow42', user_key => 'u42', has_errors => true)",
     "steps of a session": "SELECT * FROM tt_session_steps('s76')",
     "failed steps of a session": "SELECT * FROM tt_session_errors('s76')",
@@ -101,7 +102,8 @@ def test_query_is_an_index_scan(big_db: psycopg.Connection[tuple[Any, ...]], nam
     nodes = list(plan_nodes(plan_json[0]["Plan"]))
     kinds = [n["Node Type"] for n in nodes]
     assert not [n for n in nodes if n["Node Type"] == "Function Scan" and "tt_" in n.get("Function Name", "")], (
-        f"{name}: not inlined: {kinds}")
+        f"{name}: not inlined: {kinds}"
+    )
     assert "Seq Scan" not in kinds, f"{name}: {kinds}"
     assert any("Index" in k for k in kinds), f"{name}: {kinds}"
 

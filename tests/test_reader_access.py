@@ -38,15 +38,20 @@ def cluster() -> Iterator[Cluster]:
     base = Path(tempfile.mkdtemp(prefix="tt-reader-"))
     base.chmod(0o755)  # as root the server runs unprivileged and must traverse this dir
     (port,) = free_ports(1)
-    server = EmbeddedPostgres(EmbeddedPostgresConfig(data_dir=base / "pg", durable=False, listen_host="127.0.0.1",
-                                                     port=port))
+    server = EmbeddedPostgres(
+        EmbeddedPostgresConfig(data_dir=base / "pg", durable=False, listen_host="127.0.0.1", port=port)
+    )
     dsn = server.start()
     try:
         migrate(dsn)
         _write_spans(dsn)
         config = base / "otel-config.yaml"
-        config.write_text(SERVE_CONFIG.format(grpc_port=1, http_port=2).replace(
-            "      data_dir: ./pg\n", f'      data_dir: ./pg\n      listen: "127.0.0.1:{port}"\n'), encoding="utf-8")
+        config.write_text(
+            SERVE_CONFIG.format(grpc_port=1, http_port=2).replace(
+                "      data_dir: ./pg\n", f'      data_dir: ./pg\n      listen: "127.0.0.1:{port}"\n'
+            ),
+            encoding="utf-8",
+        )
         yield Cluster(dsn, port, config, base)
     finally:
         server.stop()
@@ -56,13 +61,20 @@ def cluster() -> Iterator[Cluster]:
 def _write_spans(dsn: str) -> None:
     running = start_collector(dsn)
     try:
-        spans = [make_span(trace_id=b"\x0a" * 16, span_id=bytes([1]) * 8, name="run", **{"flow.role": "run",
-                                                                                         "flow.id": "orders"}),
-                 make_span(trace_id=b"\x0a" * 16, span_id=bytes([2]) * 8, name="step", **{"flow.role": "step",
-                                                                                          "session.id": "sess-1"}),
-                 make_span(trace_id=b"\x0a" * 16, span_id=bytes([3]) * 8, name="call", **{"flow.role": "call"}),
-                 make_span(trace_id=b"\x0a" * 16, span_id=bytes([4]) * 8, name="act", **{"flow.role": "action"}),
-                 make_span(trace_id=b"\x0a" * 16, span_id=bytes([5]) * 8, name="evt", **{"flow.role": "event"})]
+        spans = [
+            make_span(
+                trace_id=b"\x0a" * 16, span_id=bytes([1]) * 8, name="run", **{"flow.role": "run", "flow.id": "orders"}
+            ),
+            make_span(
+                trace_id=b"\x0a" * 16,
+                span_id=bytes([2]) * 8,
+                name="step",
+                **{"flow.role": "step", "session.id": "sess-1"},
+            ),
+            make_span(trace_id=b"\x0a" * 16, span_id=bytes([3]) * 8, name="call", **{"flow.role": "call"}),
+            make_span(trace_id=b"\x0a" * 16, span_id=bytes([4]) * 8, name="act", **{"flow.role": "action"}),
+            make_span(trace_id=b"\x0a" * 16, span_id=bytes([5]) * 8, name="evt", **{"flow.role": "event"}),
+        ]
         spans[1].parent_span_id = spans[0].span_id
         reply = http_post(running.http_port, make_request(*spans).SerializeToString())
         assert reply.status == 200, reply.body
@@ -71,15 +83,32 @@ def _write_spans(dsn: str) -> None:
 
 
 def _grant(cluster: Cluster, name: str, password: str) -> str:
-    result = run_cli("db", "grant-reader", name, "--password-env", "TT_READER_PW", "--config", str(cluster.config),
-                     env={**child_env(None), "TT_READER_PW": password}, cwd=cluster.base)
+    result = run_cli(
+        "db",
+        "grant-reader",
+        name,
+        "--password-env",
+        "TT_READER_PW",
+        "--config",
+        str(cluster.config),
+        env={**child_env(None), "TT_READER_PW": password},
+        cwd=cluster.base,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def _tcp(cluster: Cluster, user: str, password: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(host="127.0.0.1", port=cluster.port, dbname="tracetables", user=user,
-                           password=password, sslmode="disable", autocommit=True, connect_timeout=10)
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=cluster.port,
+        dbname="tracetables",
+        user=user,
+        password=password,
+        sslmode="disable",
+        autocommit=True,
+        connect_timeout=10,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +121,21 @@ def reader(cluster: Cluster) -> Iterator[psycopg.Connection[tuple[object, ...]]]
 
 def test_reader_selects_from_every_view(cluster: Cluster, reader: psycopg.Connection[tuple[object, ...]]) -> None:
     with psycopg.connect(cluster.dsn) as owner:
-        views = [str(r[0]) for r in owner.execute(
-            "SELECT viewname FROM pg_views WHERE schemaname = 'public' ORDER BY viewname").fetchall()]
-        assert {"spans_readable", "flow_execution_steps", "execution_logs", "communication_traces",
-                "action_records", "action_traces", "event_traces"} <= set(views)
+        views = [
+            str(r[0])
+            for r in owner.execute(
+                "SELECT viewname FROM pg_views WHERE schemaname = 'public' ORDER BY viewname"
+            ).fetchall()
+        ]
+        assert {
+            "spans_readable",
+            "flow_execution_steps",
+            "execution_logs",
+            "communication_traces",
+            "action_records",
+            "action_traces",
+            "event_traces",
+        } <= set(views)
         assert owner.execute("SELECT count(*) FROM spans").fetchone() == (5,)
     rows = {}
     for view in views:
@@ -111,17 +151,20 @@ def test_reader_calls_a_query_function(reader: psycopg.Connection[tuple[object, 
     assert reader.execute("SELECT count(*) FROM tt_run_trace(%s)", ("0a" * 16,)).fetchone() == (1,)
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO spans (trace_id, span_id, name) VALUES ('\\x01', '\\x02', 'x')",
-    "UPDATE spans SET name = 'changed'",
-    "DELETE FROM spans",
-    "CREATE TABLE mine (x int)",
-    "SELECT rolpassword FROM pg_authid",
-    "SELECT count(*) FROM flow_step_rows",
-    "SELECT count(*) FROM tracetables_migrations",
-    "INSERT INTO tracing_config (flow_id) VALUES ('x')",
-    "SELECT tt_grant_reader_access()",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO spans (trace_id, span_id, name) VALUES ('\\x01', '\\x02', 'x')",
+        "UPDATE spans SET name = 'changed'",
+        "DELETE FROM spans",
+        "CREATE TABLE mine (x int)",
+        "SELECT rolpassword FROM pg_authid",
+        "SELECT count(*) FROM flow_step_rows",
+        "SELECT count(*) FROM tracetables_migrations",
+        "INSERT INTO tracing_config (flow_id) VALUES ('x')",
+        "SELECT tt_grant_reader_access()",
+    ],
+)
 def test_reader_may_not(reader: psycopg.Connection[tuple[object, ...]], statement: str) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         reader.execute(statement)
@@ -138,8 +181,9 @@ def test_owner_cannot_log_in_over_tcp(cluster: Cluster) -> None:
         _tcp(cluster, "tracetables", "")
 
 
-def test_grant_reader_again_updates_the_password(cluster: Cluster,
-                                                 reader: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_grant_reader_again_updates_the_password(
+    cluster: Cluster, reader: psycopg.Connection[tuple[object, ...]]
+) -> None:
     assert "updated role grafana" in _grant(cluster, "grafana", "second password")
     with _tcp(cluster, "grafana", "second password") as conn:
         assert conn.execute("SELECT count(*) FROM spans_readable").fetchone() == (5,)
@@ -149,8 +193,9 @@ def test_grant_reader_again_updates_the_password(cluster: Cluster,
 
 
 def test_grant_reader_generates_a_password_without_terminal(cluster: Cluster) -> None:
-    result = run_cli("db", "grant-reader", "notebook", "--config", str(cluster.config), env=child_env(None),
-                     cwd=cluster.base)
+    result = run_cli(
+        "db", "grant-reader", "notebook", "--config", str(cluster.config), env=child_env(None), cwd=cluster.base
+    )
     assert result.returncode == 0, result.stderr
     password = next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("password: "))
     with _tcp(cluster, "notebook", password) as conn:
@@ -163,36 +208,61 @@ def test_grant_reader_refuses_an_existing_role_that_could_do_more(cluster: Clust
         owner.execute("CREATE ROLE wide LOGIN IN ROLE writer")
         owner.execute("CREATE ROLE maker LOGIN CREATEDB")
     for name, message in (("wide", "is a member of writer"), ("maker", "privileges beyond reading")):
-        result = run_cli("db", "grant-reader", name, "--password-env", "TT_READER_PW", "--config", str(cluster.config),
-                         env={**child_env(None), "TT_READER_PW": "x"}, cwd=cluster.base)
+        result = run_cli(
+            "db",
+            "grant-reader",
+            name,
+            "--password-env",
+            "TT_READER_PW",
+            "--config",
+            str(cluster.config),
+            env={**child_env(None), "TT_READER_PW": "x"},
+            cwd=cluster.base,
+        )
         assert result.returncode == 1
         assert f"NAME: role {name!r} exists" in result.stderr and message in result.stderr
 
 
-@pytest.mark.parametrize(("name", "env", "message"), [
-    ("Bad-Name", {"TT_READER_PW": "x"}, "NAME: 'Bad-Name' is not a plain role name"),
-    ("pg_monitor", {"TT_READER_PW": "x"}, "NAME: 'pg_monitor' is reserved"),
-    ("tracetables", {"TT_READER_PW": "x"}, "NAME: 'tracetables' is the role this command connects as"),
-    ("bob", {}, "--password-env: environment variable TT_READER_PW is unset or empty"),
-])
+@pytest.mark.parametrize(
+    ("name", "env", "message"),
+    [
+        ("Bad-Name", {"TT_READER_PW": "x"}, "NAME: 'Bad-Name' is not a plain role name"),
+        ("pg_monitor", {"TT_READER_PW": "x"}, "NAME: 'pg_monitor' is reserved"),
+        ("tracetables", {"TT_READER_PW": "x"}, "NAME: 'tracetables' is the role this command connects as"),
+        ("bob", {}, "--password-env: environment variable TT_READER_PW is unset or empty"),
+    ],
+)
 def test_grant_reader_bad_input_names_it(cluster: Cluster, name: str, env: dict[str, str], message: str) -> None:
-    result = run_cli("db", "grant-reader", name, "--password-env", "TT_READER_PW", "--config", str(cluster.config),
-                     env={**child_env(None), **env}, cwd=cluster.base)
+    result = run_cli(
+        "db",
+        "grant-reader",
+        name,
+        "--password-env",
+        "TT_READER_PW",
+        "--config",
+        str(cluster.config),
+        env={**child_env(None), **env},
+        cwd=cluster.base,
+    )
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize(("listen", "message"), [
-    ("0.0.0.0:5433", "loopback only"),
-    ("10.1.2.3:5433", "loopback only"),
-    ("127.0.0.1:0", "port 1-65535"),
-    ("127.0.0.1:70000", "port 1-65535"),
-    ("127.0.0.1", "host:port"),
-])
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("0.0.0.0:5433", "loopback only"),
+        ("10.1.2.3:5433", "loopback only"),
+        ("127.0.0.1:0", "port 1-65535"),
+        ("127.0.0.1:70000", "port 1-65535"),
+        ("127.0.0.1", "host:port"),
+    ],
+)
 def test_listen_must_be_loopback_with_a_port(listen: str, message: str) -> None:
     text = SERVE_CONFIG.format(grpc_port=1, http_port=2).replace(
-        "      data_dir: ./pg\n", f'      data_dir: ./pg\n      listen: "{listen}"\n')
-    with pytest.raises(ConfigError, match="exporters.postgres.embedded.listen") as caught:
+        "      data_dir: ./pg\n", f'      data_dir: ./pg\n      listen: "{listen}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"exporters\.postgres\.embedded\.listen") as caught:
         parse_config(text, {})
     assert message in str(caught.value)
 
@@ -210,8 +280,15 @@ def test_cluster_made_without_listen_accepts_tcp_once_restarted_with_it() -> Non
                 owner.execute(sql.SQL("CREATE ROLE tool LOGIN PASSWORD {}").format(sql.Literal(verifier)))
         config = EmbeddedPostgresConfig(data_dir=base / "pg", durable=False, listen_host="127.0.0.1", port=port)
         with EmbeddedPostgres(config):
-            with psycopg.connect(host="127.0.0.1", port=port, dbname="tracetables", user="tool", password="pw",
-                                 sslmode="disable", connect_timeout=10) as conn:
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=port,
+                dbname="tracetables",
+                user="tool",
+                password="pw",
+                sslmode="disable",
+                connect_timeout=10,
+            ) as conn:
                 assert conn.execute("SELECT current_user").fetchone() == ("tool",)
     finally:
         shutil.rmtree(base, ignore_errors=True)

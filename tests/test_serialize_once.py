@@ -34,13 +34,20 @@ def _rs(*attrs: tuple[str, str], name: str = "GET /orders") -> ResourceSpans:
 def _spans(payload: bytes) -> list[dict[str, str]]:
     """Each span of a serialized request as {name, attribute key: string value}."""
     request = ExportTraceServiceRequest.FromString(payload)
-    return [{"name": s.name, **{kv.key: kv.value.string_value for kv in s.attributes}}
-            for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    return [
+        {"name": s.name, **{kv.key: kv.value.string_value for kv in s.attributes}}
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
 
 
 def _default_chain() -> list[object]:
-    return [TraceLevelProcessor(TraceLevelConfig(tracing_config="")), PiiMaskingProcessor(PiiMaskingConfig()),
-            WebhookRedactionProcessor(WebhookRedactionConfig())]
+    return [
+        TraceLevelProcessor(TraceLevelConfig(tracing_config="")),
+        PiiMaskingProcessor(PiiMaskingConfig()),
+        WebhookRedactionProcessor(WebhookRedactionConfig()),
+    ]
 
 
 class Recorder:
@@ -193,18 +200,45 @@ def test_each_fan_out_pipeline_encodes_its_own_changes() -> None:
     assert [s["name"] for s in _spans(renaming.payloads[0])] == ["renamed"]
 
 
-KEYS = st.sampled_from(["note", "secret", "user.email", "url.full", "url.query", "http.request.header.authorization",
-                        "flow.call.request", "flow.node.details", "flow.state.before", "flow.trace_level", "flow.id"])
-VALUES = st.one_of(ANY_VALUES, st.sampled_from([
-    "https://u:p@h.example/x?token=1&a=2", "https://h.example/x", "sig=abc&page=2", "minimal", "verbose",
-    '{"conditions": [1, 2], "inputs": {"a": 1}}', "x" * 1500]).map(lambda t: AnyValue(string_value=t)))
+KEYS = st.sampled_from(
+    [
+        "note",
+        "secret",
+        "user.email",
+        "url.full",
+        "url.query",
+        "http.request.header.authorization",
+        "flow.call.request",
+        "flow.node.details",
+        "flow.state.before",
+        "flow.trace_level",
+        "flow.id",
+    ]
+)
+VALUES = st.one_of(
+    ANY_VALUES,
+    st.sampled_from(
+        [
+            "https://u:p@h.example/x?token=1&a=2",
+            "https://h.example/x",
+            "sig=abc&page=2",
+            "minimal",
+            "verbose",
+            '{"conditions": [1, 2], "inputs": {"a": 1}}',
+            "x" * 1500,
+        ]
+    ).map(lambda t: AnyValue(string_value=t)),
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(spans=st.lists(st.tuples(MIXED, st.lists(st.tuples(KEYS, VALUES), max_size=5)), min_size=1, max_size=4),
-       resource=st.lists(st.tuples(KEYS, VALUES), max_size=2))
-def test_the_default_processors_mark_every_change(spans: list[tuple[str, list[tuple[str, AnyValue]]]],
-                                                  resource: list[tuple[str, AnyValue]]) -> None:
+@given(
+    spans=st.lists(st.tuples(MIXED, st.lists(st.tuples(KEYS, VALUES), max_size=5)), min_size=1, max_size=4),
+    resource=st.lists(st.tuples(KEYS, VALUES), max_size=2),
+)
+def test_the_default_processors_mark_every_change(
+    spans: list[tuple[str, list[tuple[str, AnyValue]]]], resource: list[tuple[str, AnyValue]]
+) -> None:
     """Whatever the spans hold, the bytes handed on are the messages' own after every step."""
     rs = ResourceSpans()
     rs.resource.attributes.extend(KeyValue(key=k, value=v) for k, v in resource)

@@ -70,7 +70,8 @@ def scrape(port: int) -> Samples:
         conn.close()
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
     }
 
 
@@ -250,8 +251,11 @@ def test_debug_log_has_one_line_per_request_and_batch_without_values(
     assert f"bytes={len(body.SerializeToString())} " in http_ok and "latency_ms=" in http_ok
     assert grpc_ok.startswith("request transport=grpc spans=1 ") and "outcome=ok" in grpc_ok
     assert "transport=http" in bad and "outcome=malformed" in bad
-    batches = [r.getMessage() for r in caplog.records
-               if r.name == "tracetables.exporters.postgres.exporter" and r.getMessage().startswith("batch ")]
+    batches = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "tracetables.exporters.postgres.exporter" and r.getMessage().startswith("batch ")
+    ]
     assert batches and all("outcome=ok" in b and "latency_ms=" in b for b in batches)
     assert sum(int(b.split("spans=")[1].split()[0]) for b in batches) == 3
     assert not [r for r in caplog.records if planted in r.getMessage()]

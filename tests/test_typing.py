@@ -21,8 +21,15 @@ def test_packages_pass_mypy_strict(tmp_path: Path) -> None:
     namespace.mkdir()
     for package in PACKAGES:
         (namespace / package).symlink_to(ROOT / package, target_is_directory=True)
-    args = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-            "--cache-dir", str(tmp_path / ".mypy_cache")]
+    args = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "--cache-dir",
+        str(tmp_path / ".mypy_cache"),
+    ]
     for package in PACKAGES:
         args += ["-p", f"tracetables.{package}"]
     env = {**os.environ, "MYPYPATH": str(tmp_path)}

@@ -81,7 +81,9 @@ class HealthCheckExtension:
         try:
             await self._server.start()
         except OSError as exc:
-            raise ConfigError(f"extensions.health_check.endpoint: cannot listen on {self._config.endpoint}: {exc}") from exc
+            raise ConfigError(
+                f"extensions.health_check.endpoint: cannot listen on {self._config.endpoint}: {exc}"
+            ) from exc
         logger.info("health check on %s%s (port %d)", self._config.endpoint, self._config.path, self.port)
 
     async def shutdown(self) -> None:

@@ -16,8 +16,8 @@ from datetime import timedelta
 
 import psycopg
 
-from ..periodic import Periodic
 from ..errors import ConfigError
+from ..periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +36,9 @@ class RetentionConfig:
         if self.check_interval < timedelta(0):
             raise ConfigError(f"{path}.check_interval: must be >= 0 (0 turns retention off)")
         if not 1 <= self.max_traces_per_transaction <= 10_000:
-            raise ConfigError(f"{path}.max_traces_per_transaction: must be between 1 and 10000, "
-                              f"got {self.max_traces_per_transaction}")
+            raise ConfigError(
+                f"{path}.max_traces_per_transaction: must be between 1 and 10000, got {self.max_traces_per_transaction}"
+            )
 
 
 class RetentionJob:
@@ -66,8 +67,9 @@ class RetentionJob:
         limit = self._config.max_traces_per_transaction
         deleted = 0
         try:
-            async with await psycopg.AsyncConnection.connect(self._dsn(), autocommit=True,
-                                                            connect_timeout=max(1, round(self._timeout))) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                self._dsn(), autocommit=True, connect_timeout=max(1, round(self._timeout))
+            ) as conn:
                 while True:
                     row = await (await conn.execute("SELECT tt_expire(%s)", (limit,))).fetchone()
                     done = int(row[0]) if row else 0
@@ -76,8 +78,11 @@ class RetentionJob:
                         break
         except (psycopg.Error, OSError) as exc:
             if not self._failing:
-                logger.warning("retention: cannot reach the database (%s); trying again in %s",
-                               type(exc).__name__, self._config.check_interval)
+                logger.warning(
+                    "retention: cannot reach the database (%s); trying again in %s",
+                    type(exc).__name__,
+                    self._config.check_interval,
+                )
                 self._failing = True
             return deleted
         self._failing = False

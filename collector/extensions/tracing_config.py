@@ -94,7 +94,9 @@ class TracingConfigExtension:
             return
         timeout = max(1, round(self._config.connect_timeout.total_seconds()))
         try:
-            async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=timeout) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                self._dsn, autocommit=True, connect_timeout=timeout
+            ) as conn:
                 cur = await conn.execute("SELECT flow_id, enabled, level, retention_days FROM tracing_config")
                 rows = await cur.fetchall()
         except (psycopg.Error, OSError) as exc:

@@ -17,9 +17,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..component import ExportResult
-
 from ..batch import SpanBatch
+from ..component import ExportResult
 from ..consumer import ConsumeResult
 from ..errors import OverloadedError, PermanentError
 from .config import BatchProcessorConfig

@@ -100,28 +100,44 @@ class MemoryLimiter:
         config = self._config
         rss = self._read_rss()
         if rss >= self.hard_limit and self._may_collect(config.min_gc_interval_when_hard_limited.total_seconds()):
-            logger.debug("memory usage %d MiB is at or above the hard limit (%d MiB): forcing a garbage collection",
-                         rss // MIB, self.hard_limit // MIB)
+            logger.debug(
+                "memory usage %d MiB is at or above the hard limit (%d MiB): forcing a garbage collection",
+                rss // MIB,
+                self.hard_limit // MIB,
+            )
             rss = self._collect()
         elif rss >= self.soft_limit and self._may_collect(config.min_gc_interval_when_soft_limited.total_seconds()):
             rss = self._collect()
         self.rss = rss
         refuse = rss >= self.soft_limit
         if refuse and not self.refusing:
-            logger.warning("memory usage %d MiB is at or above the soft limit (%d MiB, hard %d MiB): refusing data",
-                           rss // MIB, self.soft_limit // MIB, self.hard_limit // MIB)
+            logger.warning(
+                "memory usage %d MiB is at or above the soft limit (%d MiB, hard %d MiB): refusing data",
+                rss // MIB,
+                self.soft_limit // MIB,
+                self.hard_limit // MIB,
+            )
         elif self.refusing and not refuse:
-            logger.info("memory usage %d MiB is below the soft limit (%d MiB) again: accepting data",
-                        rss // MIB, self.soft_limit // MIB)
+            logger.info(
+                "memory usage %d MiB is below the soft limit (%d MiB) again: accepting data",
+                rss // MIB,
+                self.soft_limit // MIB,
+            )
         self.refusing = refuse
 
     async def start(self, host: Host | None = None) -> None:
         """Take a first measurement, then check every ``check_interval`` until shutdown."""
         if not self._current:
-            logger.warning("memory_limiter: /proc/self/statm is missing, so the peak RSS is measured;"
-                           " once it passes the soft limit, data is refused until a restart")
-        logger.info("memory_limiter: soft limit %d MiB, hard limit %d MiB, checked every %gs",
-                    self.soft_limit // MIB, self.hard_limit // MIB, self._retry_after)
+            logger.warning(
+                "memory_limiter: /proc/self/statm is missing, so the peak RSS is measured;"
+                " once it passes the soft limit, data is refused until a restart"
+            )
+        logger.info(
+            "memory_limiter: soft limit %d MiB, hard limit %d MiB, checked every %gs",
+            self.soft_limit // MIB,
+            self.hard_limit // MIB,
+            self._retry_after,
+        )
         self.check()
         self._periodic.start()
 

@@ -88,12 +88,13 @@ class TraceLevelProcessor:
         dropped_spans: spans dropped because their flow is disabled.
     """
 
-    def __init__(self, config: TraceLevelConfig, gated: bool = True,
-                 settings: TracingConfigExtension | None = None) -> None:
+    def __init__(
+        self, config: TraceLevelConfig, gated: bool = True, settings: TracingConfigExtension | None = None
+    ) -> None:
         """Args:
-            config: the processor's config.
-            gated: let the compiled gate pick the spans to visit (when it is built).
-            settings: the flow settings to use; default: the extension found at start.
+        config: the processor's config.
+        gated: let the compiled gate pick the spans to visit (when it is built).
+        settings: the flow settings to use; default: the extension found at start.
         """
         self._config = config
         self._settings = settings
@@ -104,8 +105,9 @@ class TraceLevelProcessor:
     async def start(self, host: Host) -> None:
         """Find the ``tracing_config`` extension, when one is named."""
         if self._config.tracing_config and self._settings is None:
-            self._settings = typed_extension(host, self._config.tracing_config, TracingConfigExtension,
-                                             "processors.trace_level.tracing_config")
+            self._settings = typed_extension(
+                host, self._config.tracing_config, TracingConfigExtension, "processors.trace_level.tracing_config"
+            )
 
     async def shutdown(self) -> None:
         """Nothing to release: the extension has its own lifecycle."""

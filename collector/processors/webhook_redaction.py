@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tracetables.instrumentation import conventions as cv
+
 from ..batch import SpanBatch
 from ..component import StatelessLifecycle
 from ..errors import ConfigError
@@ -145,13 +146,13 @@ class WebhookRedactionProcessor(StatelessLifecycle):
         out = url
         m = _USERINFO.match(out)
         if m and m.group(2) != REDACTED:
-            out = m.group(1) + REDACTED + "@" + out[m.end():]
+            out = m.group(1) + REDACTED + "@" + out[m.end() :]
             self.redacted_values += 1
         q = out.find("?")
         if q >= 0:
             end = out.find("#", q)
             end = len(out) if end < 0 else end
-            out = out[:q + 1] + self.query(out[q + 1:end]) + out[end:]
+            out = out[: q + 1] + self.query(out[q + 1 : end]) + out[end:]
         return out
 
     def query(self, query: str) -> str:

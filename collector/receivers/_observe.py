@@ -34,8 +34,17 @@ class RequestObserver:
         self.transport = transport
         self.telemetry: Telemetry | None = None
 
-    def done(self, started: float, nbytes: int, *, outcome: str = "ok", spans: int = 0,
-             refused: int = 0, limits_rejected: int = 0, store_rejected: int = 0) -> None:
+    def done(
+        self,
+        started: float,
+        nbytes: int,
+        *,
+        outcome: str = "ok",
+        spans: int = 0,
+        refused: int = 0,
+        limits_rejected: int = 0,
+        store_rejected: int = 0,
+    ) -> None:
         """Record one finished request.
 
         Args:
@@ -62,6 +71,10 @@ class RequestObserver:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "request transport=%s spans=%d rejected=%d bytes=%d outcome=%s latency_ms=%.1f",
-                self.transport, spans if outcome == "ok" else refused, limits_rejected + store_rejected,
-                nbytes, outcome, (time.perf_counter() - started) * 1000,
+                self.transport,
+                spans if outcome == "ok" else refused,
+                limits_rejected + store_rejected,
+                nbytes,
+                outcome,
+                (time.perf_counter() - started) * 1000,
             )

@@ -50,7 +50,9 @@ def status_message(code: int, message: str, retry_after: float | None = None) ->
     """A ``google.rpc.Status``, with a ``RetryInfo`` detail when a delay is given."""
     status = status_pb2.Status(code=code, message=message)
     if retry_after is not None:
-        info = error_details_pb2.RetryInfo(retry_delay=Duration(seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9)))
+        info = error_details_pb2.RetryInfo(
+            retry_delay=Duration(seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9))
+        )
         status.details.add().Pack(info)
     return status
 

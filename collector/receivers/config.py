@@ -12,7 +12,7 @@ MIB = 1024 * 1024
 
 
 def _check_endpoint(endpoint: str, path: str) -> None:
-    host, sep, port = endpoint.rpartition(":")
+    _host, sep, port = endpoint.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{path}.endpoint: expected host:port, got {endpoint!r}")
 
@@ -39,7 +39,7 @@ class GrpcConfig:
             # grpcio's server credentials take no version bounds: it always offers 1.2 and 1.3
             raise ConfigError(
                 f"{path}.tls.min_version: the gRPC receiver cannot refuse TLS 1.2 (grpcio has no such setting);"
-                f" use \"1.2\", got {self.tls.min_version!r}"
+                f' use "1.2", got {self.tls.min_version!r}'
             )
 
 

@@ -51,7 +51,12 @@ class CorsConfig:
             if allowed == "*" or allowed == origin:
                 return True
             prefix, star, suffix = allowed.partition("*")
-            if star and len(origin) >= len(prefix) + len(suffix) and origin.startswith(prefix) and origin.endswith(suffix):
+            if (
+                star
+                and len(origin) >= len(prefix) + len(suffix)
+                and origin.startswith(prefix)
+                and origin.endswith(suffix)
+            ):
                 return True
         return False
 

@@ -19,10 +19,12 @@ class OtlpReceiver:
 
     def __init__(self, config: OtlpReceiverConfig, consumer: Consumer, receiver_id: str = "otlp") -> None:
         protocols, limits = config.protocols, config.limits
-        self.grpc = (OtlpGrpcReceiver(protocols.grpc, limits, consumer, receiver_id)
-                     if protocols.grpc is not None else None)
-        self.http = (OtlpHttpReceiver(protocols.http, limits, consumer, receiver_id)
-                     if protocols.http is not None else None)
+        self.grpc = (
+            OtlpGrpcReceiver(protocols.grpc, limits, consumer, receiver_id) if protocols.grpc is not None else None
+        )
+        self.http = (
+            OtlpHttpReceiver(protocols.http, limits, consumer, receiver_id) if protocols.http is not None else None
+        )
 
     @property
     def servers(self) -> dict[str, OtlpGrpcReceiver | OtlpHttpReceiver]:

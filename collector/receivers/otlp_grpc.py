@@ -9,8 +9,8 @@ import grpc
 from google.rpc import code_pb2
 
 from ..consumer import Consumer
-from ._observe import RequestObserver, reason_for
 from ._decode import MalformedRequestError, check_request, decode_protobuf
+from ._observe import RequestObserver, reason_for
 from ._status import classify, response_for, status_message
 from .config import MIB, GrpcConfig, SpanLimits
 
@@ -79,15 +79,21 @@ class OtlpGrpcReceiver:
             code, _, retry_after = classify(exc)
             if code == code_pb2.INTERNAL:
                 logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
-            self.observer.done(started, len(body), outcome=reason_for(exc), refused=spans,
-                               limits_rejected=decoded.rejected_spans)
+            self.observer.done(
+                started, len(body), outcome=reason_for(exc), refused=spans, limits_rejected=decoded.rejected_spans
+            )
             message = str(exc) or type(exc).__name__
             status = status_message(code, message, retry_after)
             await context.abort(
                 _GRPC_CODES[code], message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
             )
-        self.observer.done(started, len(body), spans=spans - result.rejected_spans,
-                           limits_rejected=decoded.rejected_spans, store_rejected=result.rejected_spans)
+        self.observer.done(
+            started,
+            len(body),
+            spans=spans - result.rejected_spans,
+            limits_rejected=decoded.rejected_spans,
+            store_rejected=result.rejected_spans,
+        )
         return response_for(result, decoded.rejected_spans, decoded.message).SerializeToString()
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -18,12 +18,12 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from ..consumer import Consumer
-from ._observe import RequestObserver, reason_for
 from ._decode import MalformedRequestError, check_request, decode_protobuf
+from ._observe import RequestObserver, reason_for
 from ._otlp_json import OtlpJsonError, decode_trace_request_json
 from ._status import classify, response_for, retry_after_header, status_message
-from .cors import CorsHandler
 from .config import HttpConfig, SpanLimits
+from .cors import CorsHandler
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,11 @@ class OtlpHttpReceiver:
         spans = 0
         try:
             if content_type not in (PROTOBUF, JSON):
-                raise _Refused(415, code_pb2.INVALID_ARGUMENT, f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}")
+                raise _Refused(
+                    415,
+                    code_pb2.INVALID_ARGUMENT,
+                    f"unsupported content type {content_type!r}; use {PROTOBUF} or {JSON}",
+                )
             body = await self._read_body(request)
             nbytes = len(body)
             try:
@@ -94,15 +98,23 @@ class OtlpHttpReceiver:
                 code, http_status, retry_after = classify(exc)
                 if code == code_pb2.INTERNAL:
                     logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
-                self.observer.done(started, nbytes, outcome=reason_for(exc), refused=spans,
-                                   limits_rejected=decoded.rejected_spans)
+                self.observer.done(
+                    started, nbytes, outcome=reason_for(exc), refused=spans, limits_rejected=decoded.rejected_spans
+                )
                 headers = {"Retry-After": retry_after_header(retry_after)} if retry_after is not None else {}
-                return _reply(http_status, status_message(code, str(exc) or type(exc).__name__, retry_after), as_json, headers)
+                return _reply(
+                    http_status, status_message(code, str(exc) or type(exc).__name__, retry_after), as_json, headers
+                )
         except _Refused as refused:
             self.observer.done(started, nbytes, outcome=_REASONS[refused.http_status], refused=spans)
             return _reply(refused.http_status, status_message(refused.code, str(refused)), as_json)
-        self.observer.done(started, nbytes, spans=spans - result.rejected_spans,
-                           limits_rejected=decoded.rejected_spans, store_rejected=result.rejected_spans)
+        self.observer.done(
+            started,
+            nbytes,
+            spans=spans - result.rejected_spans,
+            limits_rejected=decoded.rejected_spans,
+            store_rejected=result.rejected_spans,
+        )
         return _reply(200, response_for(result, decoded.rejected_spans, decoded.message), as_json)
 
     async def _read_body(self, request: web.Request) -> bytes:

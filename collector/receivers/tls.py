@@ -39,7 +39,7 @@ class TlsServerConfig:
             raise ConfigError(f"{path}.key_file: required when tls is set")
         if self.min_version not in TLS_VERSIONS:
             raise ConfigError(
-                f"{path}.min_version: must be \"1.2\" or \"1.3\" (older versions are not offered), got {self.min_version!r}"
+                f'{path}.min_version: must be "1.2" or "1.3" (older versions are not offered), got {self.min_version!r}'
             )
         cert = _read(self.cert_file, f"{path}.cert_file")
         if _PEM_CERT not in cert:

@@ -108,7 +108,7 @@ def json_to_value(value: JsonValue) -> AnyValue:
         return out
     if isinstance(value, dict):
         if len(value) == 1:
-            (key, inner), = value.items()
+            ((key, inner),) = value.items()
             if key == "@double":
                 return AnyValue(double_value=float(inner))
             if key == "@bytes":

@@ -52,8 +52,9 @@ def listen_address(value: str, path: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f"{path}: expected loopback host:port with a port 1-65535, got {value!r}")
     if host not in LOOPBACK_HOSTS:
-        raise ConfigError(f"{path}: the embedded server listens on loopback only "
-                          f"(127.0.0.1, ::1 or localhost), got host {host!r}")
+        raise ConfigError(
+            f"{path}: the embedded server listens on loopback only (127.0.0.1, ::1 or localhost), got host {host!r}"
+        )
     return host, int(port)
 
 

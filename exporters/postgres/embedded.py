@@ -97,15 +97,19 @@ def find_pg_bindir() -> Path:
     raise EmbeddedPostgresError(
         f"PostgreSQL server binaries ({', '.join(_BINARIES)}) not found (tried: "
         f"{', '.join(map(str, candidates)) or 'nothing'}); install them (Debian: apt-get "
-        "install postgresql) or set TRACETABLES_PG_BINDIR")
+        "install postgresql) or set TRACETABLES_PG_BINDIR"
+    )
 
 
 def _bindir_candidates() -> list[Path]:
     found = []
     pg_config = shutil.which("pg_config")
     try:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
-                             timeout=10, check=False) if pg_config else None
+        out = (
+            subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False)
+            if pg_config
+            else None
+        )
         if out and out.returncode == 0 and out.stdout.strip():
             found.append(Path(out.stdout.strip()))
     except (OSError, subprocess.SubprocessError):
@@ -114,6 +118,7 @@ def _bindir_candidates() -> list[Path]:
     def version(bindir: Path) -> tuple[int, ...]:
         parts = bindir.parent.name.split(".")
         return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else (-1,)
+
     found += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
     initdb = shutil.which("initdb")
     return found + ([Path(initdb).resolve().parent] if initdb else [])
@@ -128,8 +133,10 @@ def _run_as() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             pass
-    raise EmbeddedPostgresError("running as root, and neither user 'postgres' nor 'nobody' "
-                                "exists to run PostgreSQL as (it refuses to run as root)")
+    raise EmbeddedPostgresError(
+        "running as root, and neither user 'postgres' nor 'nobody' "
+        "exists to run PostgreSQL as (it refuses to run as root)"
+    )
 
 
 def _can_traverse(path: Path, who: pwd.struct_passwd) -> bool:
@@ -167,9 +174,7 @@ def _read_pid(lock_file: Path) -> int | None:
         return None
 
 
-def running_dsn(
-    data_dir: Path, database: str = "tracetables", user: str = "tracetables"
-) -> str | None:
+def running_dsn(data_dir: Path, database: str = "tracetables", user: str = "tracetables") -> str | None:
     """The DSN of a server already running and ready on ``data_dir``, if any.
 
     Lets one-shot commands share the server of a collector serving from the same data dir.
@@ -249,14 +254,16 @@ class EmbeddedPostgres:
         if not cfg.create and not (data_dir / "PG_VERSION").is_file():
             raise NoClusterError(
                 f"no database cluster in {data_dir}; create it with `tracetables serve` or "
-                "`tracetables db migrate` (or point --config at the config that made it)")
+                "`tracetables db migrate` (or point --config at the config that made it)"
+            )
         self._bindir, self._run_user = find_pg_bindir(), _run_as()
         self._prepare_data_dir()
         old_pid = _read_pid(self._pid_file)
         if old_pid and _pid_state(old_pid) == "alive":
             raise EmbeddedPostgresError(
                 f"PostgreSQL is already running on {data_dir}, pid {old_pid}; stop it first "
-                f"(if no such server exists, remove {self._pid_file})")
+                f"(if no such server exists, remove {self._pid_file})"
+            )
         if not (data_dir / "PG_VERSION").exists():
             self._initdb(deadline)
         log_file = self._private_dir(data_dir / "log") / "server.log"
@@ -282,13 +289,19 @@ class EmbeddedPostgres:
         if not cfg.durable:
             settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         settings.update(cfg.extra_settings)
-        settings.update(listen_addresses=cfg.listen_host, port=str(cfg.port), hba_file=str(hba_file),
-                        unix_socket_directories=_quoted(socket_dir))
+        settings.update(
+            listen_addresses=cfg.listen_host,
+            port=str(cfg.port),
+            hba_file=str(hba_file),
+            unix_socket_directories=_quoted(socket_dir),
+        )
         options = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
         log_offset = log_file.stat().st_size if log_file.exists() else 0
         wait = max(1, math.ceil(deadline - time.monotonic()))
-        result = self._run(["pg_ctl", "-D", str(data_dir), "-l", str(log_file), "-w",
-                            "-t", str(wait), "-o", options, "start"], wait + 15)
+        result = self._run(
+            ["pg_ctl", "-D", str(data_dir), "-l", str(log_file), "-w", "-t", str(wait), "-o", options, "start"],
+            wait + 15,
+        )
         if result.returncode != 0:
             pid = _read_pid(self._pid_file)
             if pid and _pid_state(pid) == "alive":  # e.g. timed out: don't leave it behind
@@ -305,9 +318,14 @@ class EmbeddedPostgres:
             self.stop()
             raise EmbeddedPostgresError(f"creating database {cfg.database!r} failed: {exc}") from exc
         self._dsn = dsn
-        logger.info("embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s tcp=%s (%.2fs)",
-                    data_dir, self._pid, socket_dir, f"{cfg.listen_host}:{cfg.port}" if cfg.listen_host else "off",
-                    time.monotonic() - began)
+        logger.info(
+            "embedded PostgreSQL started: data_dir=%s pid=%d socket_dir=%s tcp=%s (%.2fs)",
+            data_dir,
+            self._pid,
+            socket_dir,
+            f"{cfg.listen_host}:{cfg.port}" if cfg.listen_host else "off",
+            time.monotonic() - began,
+        )
         return dsn
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -324,16 +342,29 @@ class EmbeddedPostgres:
             return
         began = time.monotonic()
         if _read_pid(self._pid_file) == pid and _pid_state(pid) == "alive":
-            result = self._run(["pg_ctl", "-D", str(self._data_dir), "-m", "fast", "-w",
-                                "-t", str(max(1, math.ceil(timeout))), "stop"], timeout + 15)
+            result = self._run(
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self._data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    str(max(1, math.ceil(timeout))),
+                    "stop",
+                ],
+                timeout + 15,
+            )
             if result.returncode != 0:
-                raise EmbeddedPostgresError(self._failure(
-                    "pg_ctl stop", result, self._data_dir / "log" / "server.log", 0))
-            logger.info("embedded PostgreSQL stopped: data_dir=%s pid=%d (%.2fs)",
-                        self._data_dir, pid, time.monotonic() - began)
+                raise EmbeddedPostgresError(
+                    self._failure("pg_ctl stop", result, self._data_dir / "log" / "server.log", 0)
+                )
+            logger.info(
+                "embedded PostgreSQL stopped: data_dir=%s pid=%d (%.2fs)", self._data_dir, pid, time.monotonic() - began
+            )
         else:  # crashed or killed; never stop a server someone else started since
-            logger.warning("embedded PostgreSQL on %s (pid %d) was no longer running",
-                           self._data_dir, pid)
+            logger.warning("embedded PostgreSQL on %s (pid %d) was no longer running", self._data_dir, pid)
         self._pid = self._dsn = None
         self._remove_tmp_socket_dir()
 
@@ -341,8 +372,9 @@ class EmbeddedPostgres:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def _prepare_data_dir(self) -> None:
@@ -353,7 +385,8 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(
                 f"PostgreSQL must run as user {who.pw_name!r} (this process is root), but that "
                 f"user cannot traverse {blocked} ({stat.filemode(blocked.stat().st_mode)}); "
-                "make it traversable (e.g. chmod o+x) or put the data dir elsewhere")
+                "make it traversable (e.g. chmod o+x) or put the data dir elsewhere"
+            )
         data_dir.mkdir(mode=0o700, exist_ok=True)
         if who and not any(data_dir.iterdir()):
             os.chown(data_dir, who.pw_uid, who.pw_gid)
@@ -376,7 +409,9 @@ class EmbeddedPostgres:
             f'local all "{user}" trust\n'
             "local all all scram-sha-256\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
-            "host all all ::1/128 scram-sha-256\n", encoding="utf-8")
+            "host all all ::1/128 scram-sha-256\n",
+            encoding="utf-8",
+        )
         path.chmod(0o600)
         if self._run_user:
             os.chown(path, self._run_user.pw_uid, self._run_user.pw_gid)
@@ -398,29 +433,49 @@ class EmbeddedPostgres:
 
     def _initdb(self, deadline: float) -> None:
         cfg, began = self._config, time.monotonic()
-        result = self._run(["initdb", "-D", str(self._data_dir), "--auth-local=trust",
-                            "--auth-host=reject", "-U", cfg.user, "-E", "UTF8", "--locale=C",
-                            *([] if cfg.durable else ["--no-sync"])], max(1.0, deadline - began))
+        result = self._run(
+            [
+                "initdb",
+                "-D",
+                str(self._data_dir),
+                "--auth-local=trust",
+                "--auth-host=reject",
+                "-U",
+                cfg.user,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                *([] if cfg.durable else ["--no-sync"]),
+            ],
+            max(1.0, deadline - began),
+        )
         if result.returncode != 0:
             raise EmbeddedPostgresError(self._failure("initdb", result, None, 0))
-        logger.info("initialised PostgreSQL cluster in %s (%.2fs)", self._data_dir,
-                    time.monotonic() - began)
+        logger.info("initialised PostgreSQL cluster in %s (%.2fs)", self._data_dir, time.monotonic() - began)
 
     def _run(self, cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
         argv, who = [str(self._bindir / cmd[0]), *cmd[1:]], self._run_user
         try:
             return subprocess.run(
-                argv, capture_output=True, text=True, errors="replace", timeout=timeout,
-                check=False, cwd="/", user=who.pw_uid if who else None,
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                check=False,
+                cwd="/",
+                user=who.pw_uid if who else None,
                 group=who.pw_gid if who else None,
-                extra_groups=os.getgrouplist(who.pw_name, who.pw_gid) if who else None)
+                extra_groups=os.getgrouplist(who.pw_name, who.pw_gid) if who else None,
+            )
         except subprocess.TimeoutExpired as exc:
             raise EmbeddedPostgresError(f"{argv[0]} timed out after {timeout:.0f}s") from exc
         except OSError as exc:
             raise EmbeddedPostgresError(f"could not run {argv[0]}: {exc}") from exc
 
-    def _failure(self, step: str, result: subprocess.CompletedProcess[str],
-                 log_file: Path | None, log_offset: int) -> str:
+    def _failure(
+        self, step: str, result: subprocess.CompletedProcess[str], log_file: Path | None, log_offset: int
+    ) -> str:
         output = f"{result.stderr.strip()}\n{result.stdout.strip()}".strip()
         message = f"{step} failed (exit {result.returncode}) for {self._data_dir}:\n{output}"
         if log_file is None:
@@ -431,8 +486,7 @@ class EmbeddedPostgres:
                 lines = fh.read().decode(errors="replace").splitlines()
         except OSError as exc:
             lines = [f"(server log unreadable: {exc})"]
-        return message + f"\n--- last lines of {log_file} ---\n" + "\n".join(
-            lines[-_LOG_TAIL_LINES:])
+        return message + f"\n--- last lines of {log_file} ---\n" + "\n".join(lines[-_LOG_TAIL_LINES:])
 
     def _create_database(self, admin_dsn: str) -> None:
         name = self._config.database

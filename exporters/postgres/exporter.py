@@ -101,8 +101,13 @@ class PostgresExporter:
             elapsed = time.perf_counter() - started
             if outcome == "ok" and self._commit_seconds is not None:
                 self._commit_seconds.observe(elapsed)
-            logger.debug("batch spans=%d rows=%d latency_ms=%.1f outcome=%s",
-                         batch.span_count, encoded.rows, elapsed * 1000, outcome)
+            logger.debug(
+                "batch spans=%d rows=%d latency_ms=%.1f outcome=%s",
+                batch.span_count,
+                encoded.rows,
+                elapsed * 1000,
+                outcome,
+            )
         return result
 
     async def _write_with_retry(self, writer: SpanWriter, encoded: EncodedBatch) -> int:

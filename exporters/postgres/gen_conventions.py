@@ -62,8 +62,11 @@ def render_header() -> str:
     ]
     lines += [f"    ROLE_{role.name} = {role.value}," for role in cv.Role]
     lines += ["};", "", "/* Attribute keys. */"]
-    keys = {name: value for name, value in vars(cv).items()
-            if isinstance(value, str) and name.isupper() and name != "FLOW_PREFIX" and "." in value}
+    keys = {
+        name: value
+        for name, value in vars(cv).items()
+        if isinstance(value, str) and name.isupper() and name != "FLOW_PREFIX" and "." in value
+    }
     for name in sorted(keys):
         lines.append(f"#define TT_KEY_{name} {_c_string(keys[name])}")
     lines += ["", "/* Values of flow.role (conventions.FLOW_ROLES). */"]
@@ -105,7 +108,9 @@ def _named_roles(statement: str) -> str:
     named = _ROLE_IN.sub(many, _ROLE_EQ.sub(one, statement))
     left = _BARE_ROLE.search(named)
     if left:
-        raise GenerationError(f"tt_project compares a role with a bare number the generator cannot rewrite: {left.group(0)!r}")
+        raise GenerationError(
+            f"tt_project compares a role with a bare number the generator cannot rewrite: {left.group(0)!r}"
+        )
     return re.sub(r"^CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", named)
 
 

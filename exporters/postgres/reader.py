@@ -31,7 +31,9 @@ FROM spans
 """
 
 
-def read_request(conn: psycopg.Connection[Any], where: str = "TRUE", params: tuple[Any, ...] = ()) -> ExportTraceServiceRequest:
+def read_request(
+    conn: psycopg.Connection[Any], where: str = "TRUE", params: tuple[Any, ...] = ()
+) -> ExportTraceServiceRequest:
     """Stored spans matching ``where`` (an SQL condition on ``spans``) as one request.
 
     JSON columns are read as text and parsed here with ``json.loads``, which keeps

@@ -53,8 +53,10 @@ class PostgresStore:
             if self._dsn is not None:
                 return self._dsn
             if self._config is None:
-                raise ConfigError("exporters: no postgres exporter is configured, so there is no store "
-                                  "(give the component that needs one its own dsn)")
+                raise ConfigError(
+                    "exporters: no postgres exporter is configured, so there is no store "
+                    "(give the component that needs one its own dsn)"
+                )
             if self._config.dsn:
                 self._dsn = self._config.dsn
             else:

@@ -15,6 +15,7 @@ spans with a role into the projection tables: one more statement per batch.
 from __future__ import annotations
 
 import logging
+
 import psycopg
 from psycopg import errors, sql
 

@@ -93,8 +93,7 @@ def make_pg(base_dir: Path) -> Iterator[MakePg]:
     made: list[EmbeddedPostgres] = []
 
     def make(data_dir: Path | None = None, **settings: Any) -> EmbeddedPostgres:
-        config = EmbeddedPostgresConfig(data_dir=data_dir or base_dir / "pg", durable=False,
-                                        **settings)
+        config = EmbeddedPostgresConfig(data_dir=data_dir or base_dir / "pg", durable=False, **settings)
         made.append(EmbeddedPostgres(config))
         return made[-1]
 
@@ -137,16 +136,14 @@ def test_find_pg_bindir_honours_env(monkeypatch: pytest.MonkeyPatch, base_dir: P
 def test_embedded_config_rejects_reserved_setting(base_dir: Path) -> None:
     """extra_settings may not override the socket/port settings the module manages."""
     with pytest.raises(ValueError, match="listen_addresses"):
-        EmbeddedPostgres(EmbeddedPostgresConfig(base_dir / "pg",
-                                                extra_settings={"listen_addresses": "*"}))
+        EmbeddedPostgres(EmbeddedPostgresConfig(base_dir / "pg", extra_settings={"listen_addresses": "*"}))
 
 
 def test_embedded_start_serves_queries_over_dsn(running_pg: EmbeddedPostgres) -> None:
     """start() returns a key=value DSN reaching the created database as the configured user."""
     dsn = running_pg.dsn
     assert set(conninfo_to_dict(dsn)) == {"host", "port", "user", "dbname"}
-    assert _query(dsn, "SELECT current_user, current_database(), 1 + 1") == (
-        "tracetables", "tracetables", 2)
+    assert _query(dsn, "SELECT current_user, current_database(), 1 + 1") == ("tracetables", "tracetables", 2)
 
 
 def test_embedded_listens_on_private_socket_only(running_pg: EmbeddedPostgres) -> None:
@@ -162,10 +159,12 @@ def test_embedded_listens_on_private_socket_only(running_pg: EmbeddedPostgres) -
 
 def test_embedded_non_durable_settings_applied(running_pg: EmbeddedPostgres) -> None:
     """durable=False turns fsync & co off; the small-box defaults are in place."""
-    assert _query(running_pg.dsn, "SELECT current_setting('fsync'), "
-                  "current_setting('synchronous_commit'), current_setting('full_page_writes'), "
-                  "current_setting('shared_buffers'), current_setting('max_connections')") == (
-        "off", "off", "off", "128MB", "100")
+    assert _query(
+        running_pg.dsn,
+        "SELECT current_setting('fsync'), "
+        "current_setting('synchronous_commit'), current_setting('full_page_writes'), "
+        "current_setting('shared_buffers'), current_setting('max_connections')",
+    ) == ("off", "off", "off", "128MB", "100")
 
 
 def test_embedded_restart_keeps_data(make_pg: MakePg) -> None:
@@ -260,7 +259,7 @@ def test_embedded_untraversable_parent_fails_clearly(make_pg: MakePg, base_dir: 
     """As root, a data dir below a 0700 directory is refused with a clear message."""
     locked = base_dir / "locked"
     locked.mkdir(mode=0o700)
-    with pytest.raises(EmbeddedPostgresError, match="cannot traverse .*locked"):
+    with pytest.raises(EmbeddedPostgresError, match=r"cannot traverse .*locked"):
         make_pg(data_dir=locked / "pg").start()
 
 
@@ -286,7 +285,7 @@ def test_embedded_server_log_keeps_failed_statements_values_out(running_pg: Embe
                 copy.write_row([f'{{"card": "{secret}" broken'])
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             conn.execute(f"SELECT '{secret} not json'::jsonb")
-    logs = list((running_pg._data_dir / "log").glob("*"))  # noqa: SLF001
+    logs = list((running_pg._data_dir / "log").glob("*"))
     assert logs, "the server writes a log"
     text = "".join(p.read_text(errors="replace") for p in logs)
     assert "invalid input syntax for type json" in text  # the error itself is logged

@@ -13,7 +13,7 @@ from tracetables.exporters.postgres import encoder
 
 
 def compiled() -> object:
-    module = encoder._fastrows  # noqa: SLF001
+    module = encoder._fastrows
     assert module is not None, "the C encoder was not built by the install"
     return module
 

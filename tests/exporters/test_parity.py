@@ -95,7 +95,7 @@ def _copy_rows(data: bytes) -> list[list[object]]:
 
 
 def _assert_same_encoding(payload: bytes) -> None:
-    module = encoder._fastrows  # noqa: SLF001
+    module = encoder._fastrows
     assert module is not None, "the C encoder was not built by the install"
     reference = encoder.encode_request_python(payload)
     data, rows, keys = module.encode(payload)  # never "malformed": protobuf parsed these bytes

@@ -22,14 +22,22 @@ from tests.collector_harness import BASE_CONFIG, RunningCollector, start_collect
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 DAY_NS = 86_400 * 10**9
-TABLES = ("spans", "flow_step_rows", "execution_log_rows", "communication_rows", "action_rows", "provenance_edges",
-          "event_rows")
+TABLES = (
+    "spans",
+    "flow_step_rows",
+    "execution_log_rows",
+    "communication_rows",
+    "action_rows",
+    "provenance_edges",
+    "event_rows",
+)
 
 
 def _tracer(collector: RunningCollector) -> tuple[TracerProvider, Tracer]:
     provider = TracerProvider(resource=Resource.create({"service.name": "bot"}))
     provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10)))
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10))
+    )
     return provider, provider.get_tracer("tests.retention")
 
 
@@ -49,27 +57,45 @@ def flow_trace(tracer: Tracer, runs: list[tuple[str, float]]) -> bytes:
             at = now - int(days * DAY_NS)
             common = {"session.id": "s", "flow.id": flow}
             with tracer.start_as_current_span("run", start_time=at, attributes={**common, "flow.role": "run"}):
-                with tracer.start_as_current_span("step", start_time=at, attributes={
-                        **common, "flow.role": "step", "flow.node.id": "n", "flow.step.number": 1}):
-                    with tracer.start_as_current_span("POST /hook", kind=SpanKind.CLIENT, start_time=at, attributes={
-                            "flow.role": "call", "flow.call.key": "k", "http.request.method": "POST"}):
+                with tracer.start_as_current_span(
+                    "step",
+                    start_time=at,
+                    attributes={**common, "flow.role": "step", "flow.node.id": "n", "flow.step.number": 1},
+                ):
+                    with tracer.start_as_current_span(
+                        "POST /hook",
+                        kind=SpanKind.CLIENT,
+                        start_time=at,
+                        attributes={"flow.role": "call", "flow.call.key": "k", "http.request.method": "POST"},
+                    ):
                         pass
-                    with tracer.start_as_current_span("Order::create", start_time=at, attributes={
-                            "flow.role": "action", "flow.action.concept": "app://Order"}) as first:
+                    with tracer.start_as_current_span(
+                        "Order::create",
+                        start_time=at,
+                        attributes={"flow.role": "action", "flow.action.concept": "app://Order"},
+                    ) as first:
                         pass
-                    with tracer.start_as_current_span("Ticket::open", start_time=at, attributes={
-                            "flow.role": "action", "flow.action.concept": "app://Ticket"},
-                            links=[Link(first.get_span_context(), {"flow.synchronization": "OnOrder"})]):
+                    with tracer.start_as_current_span(
+                        "Ticket::open",
+                        start_time=at,
+                        attributes={"flow.role": "action", "flow.action.concept": "app://Ticket"},
+                        links=[Link(first.get_span_context(), {"flow.synchronization": "OnOrder"})],
+                    ):
                         pass
-                    with tracer.start_as_current_span("said", start_time=at, attributes={
-                            "flow.role": "event", "flow.event.type": "user_message", "session.id": "s"}):
+                    with tracer.start_as_current_span(
+                        "said",
+                        start_time=at,
+                        attributes={"flow.role": "event", "flow.event.type": "user_message", "session.id": "s"},
+                    ):
                         pass
     return root.get_span_context().trace_id.to_bytes(16, "big")
 
 
 def counts(conn: Conn, trace_id: bytes) -> dict[str, int]:
-    return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE trace_id = %s", (trace_id,)).fetchone()[0]  # type: ignore[index]
-            for t in TABLES}
+    return {
+        t: conn.execute(f"SELECT count(*) FROM {t} WHERE trace_id = %s", (trace_id,)).fetchone()[0]  # type: ignore[index]
+        for t in TABLES
+    }
 
 
 def test_expired_traces_go_whole_and_nothing_else(tracer: Tracer, conn: Conn) -> None:
@@ -83,8 +109,15 @@ def test_expired_traces_go_whole_and_nothing_else(tracer: Tracer, conn: Conn) ->
         pass
     plain_id = plain.get_span_context().trace_id.to_bytes(16, "big")
     full = counts(conn, old)
-    assert full == {"spans": 7, "flow_step_rows": 1, "execution_log_rows": 1, "communication_rows": 1,
-                    "action_rows": 2, "provenance_edges": 1, "event_rows": 1}
+    assert full == {
+        "spans": 7,
+        "flow_step_rows": 1,
+        "execution_log_rows": 1,
+        "communication_rows": 1,
+        "action_rows": 2,
+        "provenance_edges": 1,
+        "event_rows": 1,
+    }
 
     assert conn.execute("SELECT tt_expire()").fetchone() == (2,)
     for gone in (old, both_old):
@@ -113,7 +146,8 @@ def test_the_tracing_config_extension_expires_on_its_timer(dsn: str, conn: Conn)
     config = BASE_CONFIG.replace(
         "service:\n",
         "extensions:\n  tracing_config:\n    retention: {check_interval: 100ms, max_traces_per_transaction: 1}\n"
-        "service:\n  extensions: [tracing_config]\n")
+        "service:\n  extensions: [tracing_config]\n",
+    )
     assert "retention" in config
     collector = start_collector(dsn, config)
     provider, tracer = _tracer(collector)

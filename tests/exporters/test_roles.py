@@ -18,13 +18,28 @@ from tests.otlp_wire import make_request
 from tracetables.exporters.postgres import encoder
 from tracetables.exporters.postgres.roles import KEY_RECORD, RULES, Role
 
-CLIENT, SERVER, INTERNAL, PRODUCER = Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_SERVER, Span.SPAN_KIND_INTERNAL, Span.SPAN_KIND_PRODUCER
+CLIENT, SERVER, INTERNAL, PRODUCER = (
+    Span.SPAN_KIND_CLIENT,
+    Span.SPAN_KIND_SERVER,
+    Span.SPAN_KIND_INTERNAL,
+    Span.SPAN_KIND_PRODUCER,
+)
 PARENT = b"\x09" * 8
 
 
-def span(kind: int = INTERNAL, parent: bytes = b"", flags: int = 0x100, attrs: list[tuple[str, Any]] | None = None) -> Span:
-    out = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, parent_span_id=parent, name="op", kind=kind, flags=flags,
-               start_time_unix_nano=1, end_time_unix_nano=2)  # type: ignore[arg-type]
+def span(
+    kind: int = INTERNAL, parent: bytes = b"", flags: int = 0x100, attrs: list[tuple[str, Any]] | None = None
+) -> Span:
+    out = Span(
+        trace_id=b"\x01" * 16,
+        span_id=b"\x02" * 8,
+        parent_span_id=parent,
+        name="op",
+        kind=kind,
+        flags=flags,
+        start_time_unix_nano=1,
+        end_time_unix_nano=2,
+    )  # type: ignore[arg-type]
     for key, value in attrs or []:
         if isinstance(value, bool):
             any_value = AnyValue(bool_value=value)
@@ -113,15 +128,30 @@ def test_wrong_length_ids_get_no_key_record() -> None:
     assert encoder.encode_request(payload).keys == encoder.encode_request_python(payload).keys == b""
 
 
-WATCHED = ["flow.role", "flow.pending", "openinference.span.kind", "gen_ai.operation.name", "http.request.method",
-           "rpc.system", "messaging.system", "other"]
-VALUES = st.one_of(st.sampled_from(["run", "step", "call", "action", "event", "AGENT", "CHAIN", "invoke_agent", ""]),
-                   st.booleans(), st.integers(-2, 2))
+WATCHED = [
+    "flow.role",
+    "flow.pending",
+    "openinference.span.kind",
+    "gen_ai.operation.name",
+    "http.request.method",
+    "rpc.system",
+    "messaging.system",
+    "other",
+]
+VALUES = st.one_of(
+    st.sampled_from(["run", "step", "call", "action", "event", "AGENT", "CHAIN", "invoke_agent", ""]),
+    st.booleans(),
+    st.integers(-2, 2),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(kind=st.integers(0, 5), parent=st.sampled_from([b"", PARENT]), flags=st.sampled_from([0, 0x100, 0x200, 0x300, 0x3ff]),
-       attrs=st.lists(st.tuples(st.sampled_from(WATCHED), VALUES), max_size=6))
+@given(
+    kind=st.integers(0, 5),
+    parent=st.sampled_from([b"", PARENT]),
+    flags=st.sampled_from([0, 0x100, 0x200, 0x300, 0x3FF]),
+    attrs=st.lists(st.tuples(st.sampled_from(WATCHED), VALUES), max_size=6),
+)
 def test_compiled_and_reference_agree(kind: int, parent: bytes, flags: int, attrs: list[tuple[str, Any]]) -> None:
     compiled, reference = roles_of(span(kind, parent, flags, attrs))
     assert compiled == reference

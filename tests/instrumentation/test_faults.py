@@ -13,6 +13,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
 from tracetables.instrumentation import call, run, step
 
 
@@ -138,8 +139,9 @@ def test_a_long_outage_keeps_memory_bounded() -> None:
     alone: each failed export leaves its batch in a reference cycle (traceback ->
     export frame -> batch) until the next full collection.
     """
-    done = subprocess.run([sys.executable, "-c", OUTAGE_SCRIPT], capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", OUTAGE_SCRIPT], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     grown = figures["grown"]  # after 12,000, 24,000, … 60,000 steps

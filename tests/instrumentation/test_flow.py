@@ -17,6 +17,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tests.collector_harness import RunningCollector
 from tracetables.instrumentation import run, step
 from tracetables.instrumentation._serialize import (
     TRUNCATED,
@@ -24,8 +26,6 @@ from tracetables.instrumentation._serialize import (
     _fallback,
     to_json,
 )
-
-from tests.collector_harness import RunningCollector
 
 
 @pytest.fixture
@@ -46,8 +46,16 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
     """A run with two steps, sent by the OTLP exporter, is in `spans` with every flow attribute."""
     provider = TracerProvider(resource=Resource.create({"service.name": "bot"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=collector.http_url, timeout=10)))
-    with run("conversation", session_id="s-1", user_id="u-7", conversation_id="c-3", flow_id="onboarding",
-             flow_version="4", request={"text": "hi"}, tracer_provider=provider) as r:
+    with run(
+        "conversation",
+        session_id="s-1",
+        user_id="u-7",
+        conversation_id="c-3",
+        flow_id="onboarding",
+        flow_version="4",
+        request={"text": "hi"},
+        tracer_provider=provider,
+    ) as r:
         with step("ask_name", "question", state_before={"name": None}, tracer_provider=provider) as st:
             st.state_after(lambda: {"name": "Ada"})
             st.details({"question_text": "What is your name?", "user_response": "Ada"})
@@ -58,7 +66,9 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
     provider.shutdown()
     rows = {
         name: attrs
-        for name, attrs in conn.execute("SELECT name, attributes FROM spans WHERE NOT attributes ? 'flow.pending'").fetchall()
+        for name, attrs in conn.execute(
+            "SELECT name, attributes FROM spans WHERE NOT attributes ? 'flow.pending'"
+        ).fetchall()
     }
     assert set(rows) == {"conversation", "step ask_name", "step greet"}
     run_attrs, ask, greet = rows["conversation"], rows["step ask_name"], rows["step greet"]
@@ -74,8 +84,10 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
     assert (ask["flow.next_node.id"], ask["flow.connection.type"]) == ("greet", "default")
     assert greet["flow.step.number"] == ask["flow.step.number"] + 1
     # The start marker: a zero-length child of the run.
-    (marker,) = conn.execute("SELECT name, start_time_unix_nano = end_time_unix_nano, attributes FROM spans"
-                             " WHERE attributes ? 'flow.pending'").fetchall()
+    (marker,) = conn.execute(
+        "SELECT name, start_time_unix_nano = end_time_unix_nano, attributes FROM spans"
+        " WHERE attributes ? 'flow.pending'"
+    ).fetchall()
     assert marker[0] == "conversation started" and marker[1]
     assert (marker[2]["flow.role"], marker[2]["flow.pending"], marker[2]["session.id"]) == ("run", True, "s-1")
     # The projections.
@@ -91,8 +103,17 @@ def test_flow_run_and_steps_land_in_spans_with_design_attributes(
         " next_node_id, connection_type FROM flow_execution_steps ORDER BY step_number"
     ).fetchall()
     assert steps == [
-        ("ask_name", "question", ask["flow.step.number"], "completed", {"name": None}, {"name": "Ada"},
-         {"question_text": "What is your name?", "user_response": "Ada"}, "greet", "default"),
+        (
+            "ask_name",
+            "question",
+            ask["flow.step.number"],
+            "completed",
+            {"name": None},
+            {"name": "Ada"},
+            {"question_text": "What is your name?", "user_response": "Ada"},
+            "greet",
+            "default",
+        ),
         ("greet", "message", greet["flow.step.number"], "completed", {"name": "Ada"}, None, None, None, None),
     ]
 
@@ -197,8 +218,11 @@ def test_to_json_matches_json_or_truncates(value: Any) -> None:
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40) | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=5) | st.lists(inner, max_size=3).map(tuple)
-    | st.dictionaries(st.text(max_size=6) | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=6) | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -242,7 +266,7 @@ def test_step_counters_forget_the_least_recent_sessions(monkeypatch: pytest.Monk
     monkeypatch.setattr(flow, "_steps", flow.Numbering(3))
     assert [next_step_number(s) for s in ("a", "b", "c", "a")] == [1, 1, 1, 2]
     assert next_step_number("d") == 1  # evicts "b", the least recent
-    assert len(flow._steps) == 3  # noqa: SLF001
+    assert len(flow._steps) == 3
     assert next_step_number("a") == 3 and next_step_number("b") == 1
 
 
@@ -253,5 +277,5 @@ def test_call_attempt_counters_are_bounded_too(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(calls, "_attempts", calls.Numbering(1000))
     for i in range(5000):
         assert next_attempt(f"order-{i}") == 1
-    assert len(calls._attempts) == 1000  # noqa: SLF001
+    assert len(calls._attempts) == 1000
     assert next_attempt("order-4999") == 2 and next_attempt("order-0") == 1  # the oldest was forgotten

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from tracetables.instrumentation import (
     FlowRef,
     current_flow,
@@ -41,7 +42,7 @@ def test_round_trip_and_resume_sets_parent_flow_and_numbering() -> None:
     assert current_flow().session_id is None  # restored on leaving
     spans = {s.name: s for s in exporter.get_finished_spans()}
     b = spans["step b"]
-    assert b.parent is not None and b.parent.span_id == first._span.get_span_context().span_id  # noqa: SLF001
+    assert b.parent is not None and b.parent.span_id == first._span.get_span_context().span_id
     assert b.parent.is_remote and b.context.trace_id == ref.trace_id
     assert b.attributes["flow.step.number"] == 2 and b.attributes["user.id"] == "u"  # type: ignore[index]
 
@@ -55,10 +56,15 @@ def test_no_reference_means_nothing_happens() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(max_size=200) | st.builds(
-    lambda tp, step, extra: '{"traceparent":"%s","step":%s%s}' % (tp, step, extra),
-    st.text(alphabet="0123456789abcdef-", max_size=60), st.sampled_from(["1", "-1", "1.5", '"x"', "null"]),
-    st.sampled_from(["", ',"session_id":5', ',"session_id":"s"'])))
+@given(
+    text=st.text(max_size=200)
+    | st.builds(
+        '{{"traceparent":"{}","step":{}{}}}'.format,
+        st.text(alphabet="0123456789abcdef-", max_size=60),
+        st.sampled_from(["1", "-1", "1.5", '"x"', "null"]),
+        st.sampled_from(["", ',"session_id":5', ',"session_id":"s"']),
+    )
+)
 def test_any_string_parses_or_gives_none(text: str) -> None:
     ref = FlowRef.from_string(text)
     assert ref is None or (ref.trace_id > 0 and ref.span_id > 0 and ref.step_number >= 0)

@@ -18,7 +18,7 @@ from tracetables.instrumentation import http_call
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
         status = 500 if self.path == "/fail" else 200
@@ -51,20 +51,40 @@ def test_http_call_records_each_attempt(server: str) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     body = {"order": 5}
-    failed = http_call("order-5", lambda: requests.post(f"{server}/fail", json=body, timeout=5), method="POST",
-                       url=f"{server}/fail", request=body, tracer_provider=provider)
+    failed = http_call(
+        "order-5",
+        lambda: requests.post(f"{server}/fail", json=body, timeout=5),
+        method="POST",
+        url=f"{server}/fail",
+        request=body,
+        tracer_provider=provider,
+    )
     assert failed.status_code == 500
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         refused_url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
     with pytest.raises(requests.ConnectionError):
-        http_call("order-5", lambda: requests.post(refused_url, json=body, timeout=5), method="POST",
-                  url=refused_url, request=body, tracer_provider=provider)
-    ok = http_call("order-5", lambda: requests.post(f"{server}/hook", json=body, timeout=5), method="POST",
-                   url=f"{server}/hook", request=body, tracer_provider=provider)
+        http_call(
+            "order-5",
+            lambda: requests.post(refused_url, json=body, timeout=5),
+            method="POST",
+            url=refused_url,
+            request=body,
+            tracer_provider=provider,
+        )
+    ok = http_call(
+        "order-5",
+        lambda: requests.post(f"{server}/hook", json=body, timeout=5),
+        method="POST",
+        url=f"{server}/hook",
+        request=body,
+        tracer_provider=provider,
+    )
     assert ok.json() == {"ok": True}
-    attempts = sorted((s for s in exporter.get_finished_spans() if not (s.attributes or {}).get("flow.pending")),
-                      key=lambda s: s.attributes["flow.call.attempt"])  # type: ignore[index]
+    attempts = sorted(
+        (s for s in exporter.get_finished_spans() if not (s.attributes or {}).get("flow.pending")),
+        key=lambda s: s.attributes["flow.call.attempt"],
+    )  # type: ignore[index]
     assert [s.attributes["flow.call.attempt"] for s in attempts] == [1, 2, 3]  # type: ignore[index]
     first, second, third = (dict(s.attributes or {}) for s in attempts)
     assert first["http.response.status_code"] == 500 and first["error.type"] == "500"

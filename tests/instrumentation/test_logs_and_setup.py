@@ -40,7 +40,9 @@ def test_log_records_inside_a_step_carry_its_ids(caplog: pytest.LogCaptureFixtur
     assert event == {"event": "x"}  # nothing set outside a span
 
 
-def test_configure_exports_to_the_collector(collector: RunningCollector, conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def test_configure_exports_to_the_collector(
+    collector: RunningCollector, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
     """In a fresh process: configure() + the global tracer + step() → the span is in `spans` with its service."""
     script = textwrap.dedent(f"""
         from tracetables.instrumentation import configure, step
@@ -49,8 +51,9 @@ def test_configure_exports_to_the_collector(collector: RunningCollector, conn: p
             pass
         provider.shutdown()
     """)
-    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert conn.execute("SELECT name, service_name, attributes->>'session.id' FROM spans").fetchall() == [
         ("step n1", "configured-svc", "s-conf")

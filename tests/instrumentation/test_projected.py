@@ -45,11 +45,23 @@ def dict_rows(conn: Conn, query: str, *params: Any) -> list[dict[str, Any]]:
 
 def test_conversation_flow_lands_in_steps_and_execution_logs(provider: TracerProvider, conn: Conn) -> None:
     p = provider
-    with run("order bot", session_id="sess-flow", user_id="ada", flow_id="orders", flow_version="7",
-             request="where is order 42?", tracer_provider=p) as r:
+    with run(
+        "order bot",
+        session_id="sess-flow",
+        user_id="ada",
+        flow_id="orders",
+        flow_version="7",
+        request="where is order 42?",
+        tracer_provider=p,
+    ) as r:
         with step("intent", "condition", state_before={"text": "where is order 42?"}, tracer_provider=p) as s:
-            s.details(ConditionDetails(conditions=[ConditionResult(expression="intent == 'order'", result=True)],
-                                       matched_index=0, connection_taken="order"))
+            s.details(
+                ConditionDetails(
+                    conditions=[ConditionResult(expression="intent == 'order'", result=True)],
+                    matched_index=0,
+                    connection_taken="order",
+                )
+            )
             s.state_after({"text": "where is order 42?", "intent": "order"})
             s.next("ask_number", "order")
         with step("ask_number", "question", tracer_provider=p) as s:
@@ -58,12 +70,25 @@ def test_conversation_flow_lands_in_steps_and_execution_logs(provider: TracerPro
         with step("lookup", "webhook", tracer_provider=p) as s:
             with call("GET /orders/42", key="orders-42", destination="orders-api", tracer_provider=p) as c:
                 c.response({"status": "shipped"}, status_code=200)
-            s.details(WebhookDetails(url="https://orders.example/42", method="GET", response_status=200,
-                                     response_body={"status": "shipped"}))
+            s.details(
+                WebhookDetails(
+                    url="https://orders.example/42",
+                    method="GET",
+                    response_status=200,
+                    response_body={"status": "shipped"},
+                )
+            )
             s.next("format", "default")
         with step("format", "script", tracer_provider=p) as s:
-            s.details(ScriptDetails(language="python", code_preview="status.title()", inputs={"status": "shipped"},
-                                    outputs={"text": "Shipped"}, console_logs=["ok"]))
+            s.details(
+                ScriptDetails(
+                    language="python",
+                    code_preview="status.title()",
+                    inputs={"status": "shipped"},
+                    outputs={"text": "Shipped"},
+                    console_logs=["ok"],
+                )
+            )
             s.next("reply", "default")
         with step("reply", "message", tracer_provider=p) as s:
             s.details(MessageDetails(template="Order {n}: {status}", rendered_message="Order 42: Shipped"))
@@ -71,9 +96,12 @@ def test_conversation_flow_lands_in_steps_and_execution_logs(provider: TracerPro
 
     steps = dict_rows(conn, "SELECT * FROM tt_session_steps('sess-flow')")
     assert [(x["step_number"], x["node_id"], x["node_type"], x["status"]) for x in steps] == [
-        (1, "intent", "condition", "completed"), (2, "ask_number", "question", "completed"),
-        (3, "lookup", "webhook", "completed"), (4, "format", "script", "completed"),
-        (5, "reply", "message", "completed")]
+        (1, "intent", "condition", "completed"),
+        (2, "ask_number", "question", "completed"),
+        (3, "lookup", "webhook", "completed"),
+        (4, "format", "script", "completed"),
+        (5, "reply", "message", "completed"),
+    ]
     intent, ask, lookup, fmt, reply = steps
     assert intent["state_before"] == {"text": "where is order 42?"}
     assert intent["state_after"] == {"text": "where is order 42?", "intent": "order"}
@@ -84,17 +112,27 @@ def test_conversation_flow_lands_in_steps_and_execution_logs(provider: TracerPro
     assert fmt["execution_details"]["console_logs"] == ["ok"]
     assert reply["execution_details"]["rendered_message"] == "Order 42: Shipped"
     assert reply["next_node_id"] is None
-    assert {(x["session_id"], x["user_id"], x["flow_id"], x["flow_version"]) for x in steps} == {("sess-flow", "ada", "orders", "7")}
+    assert {(x["session_id"], x["user_id"], x["flow_id"], x["flow_version"]) for x in steps} == {
+        ("sess-flow", "ada", "orders", "7")
+    }
 
     (log,) = dict_rows(conn, "SELECT * FROM tt_user_history('ada')")
     assert (log["status"], log["request_message"], log["response_message"]) == (
-        "completed", "where is order 42?", "Order 42: Shipped")
+        "completed",
+        "where is order 42?",
+        "Order 42: Shipped",
+    )
     assert (log["flow_id"], log["session_id"], log["step_count"], log["failed_nodes"]) == ("orders", "sess-flow", 5, [])
     assert [e["node"] for e in log["execution_trace"]] == ["intent", "ask_number", "lookup", "format", "reply"]
     (webhook,) = dict_rows(conn, "SELECT * FROM tt_trace_chain('orders-42')")
-    assert (webhook["overall_status"], webhook["http_status_code"], webhook["destination_service"],
-            webhook["response_payload"], webhook["user_id"], webhook["workflow_id"]) == (
-        "success", 200, "orders-api", {"status": "shipped"}, "ada", "orders")
+    assert (
+        webhook["overall_status"],
+        webhook["http_status_code"],
+        webhook["destination_service"],
+        webhook["response_payload"],
+        webhook["user_id"],
+        webhook["workflow_id"],
+    ) == ("success", 200, "orders-api", {"status": "shipped"}, "ada", "orders")
 
 
 def test_run_with_a_failing_step_is_partial(provider: TracerProvider, conn: Conn) -> None:
@@ -108,11 +146,17 @@ def test_run_with_a_failing_step_is_partial(provider: TracerProvider, conn: Conn
             pass  # the flow handles it and answers anyway
     (log,) = dict_rows(conn, "SELECT * FROM tt_flow_sessions('orders', has_errors => true)")
     assert (log["status"], log["failed_nodes"], log["error_summary"]) == (
-        "partial", ["lookup"], "lookup: orders API timed out")
+        "partial",
+        ["lookup"],
+        "lookup: orders API timed out",
+    )
     assert [(e["node"], e["status"]) for e in log["execution_trace"]] == [("intent", "completed"), ("lookup", "failed")]
     (failed,) = dict_rows(conn, "SELECT * FROM tt_session_errors('sess-fail')")
     assert (failed["node_id"], failed["error_message"], failed["error_details"]["type"]) == (
-        "lookup", "orders API timed out", "TimeoutError")
+        "lookup",
+        "orders API timed out",
+        "TimeoutError",
+    )
 
 
 CHILD = """
@@ -139,17 +183,27 @@ def test_action_chain_across_two_processes(provider: TracerProvider, collector: 
     with action("Auth", "validate_token", caused_by=[(web, "OnWebRequest")], tracer_provider=provider) as auth:
         auth.outputs({"valid": True})
     assert auth.ref is not None
-    child = subprocess.run([sys.executable, "-c", CHILD, collector.http_url, auth.ref.to_string()],
-                           capture_output=True, text=True, timeout=60, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, collector.http_url, auth.ref.to_string()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     played = child.stdout.strip()
     trace_hex, span_hex = played.split("-")
     chain = dict_rows(conn, "SELECT * FROM tt_causal_chain(%s, %s)", trace_hex, span_hex)
     assert [(c["depth"], c["concept"], c["action"], c["synchronization"]) for c in chain] == [
-        (0, "AudioPlayer", "play_passage", None), (1, "Auth", "validate_token", "OnAuthSuccess"),
-        (2, "Web", "handle_request", "OnWebRequest")]
+        (0, "AudioPlayer", "play_passage", None),
+        (1, "Auth", "validate_token", "OnAuthSuccess"),
+        (2, "Web", "handle_request", "OnWebRequest"),
+    ]
     records = dict_rows(conn, "SELECT concept, inputs, outputs, flow_token FROM action_records ORDER BY occurred_at")
     assert [(a["concept"], a["inputs"], a["outputs"]) for a in records] == [
-        ("Web", {"path": "/play/42"}, None), ("Auth", None, {"valid": True}), ("AudioPlayer", {"passage": 42}, None)]
+        ("Web", {"path": "/play/42"}, None),
+        ("Auth", None, {"valid": True}),
+        ("AudioPlayer", {"passage": 42}, None),
+    ]
     assert records[2]["flow_token"] == trace_hex and len({a["flow_token"] for a in records}) == 3
 
 
@@ -171,8 +225,9 @@ provider.shutdown()
 """
 
 
-def test_a_flow_continued_in_a_worker_process(provider: TracerProvider, collector: RunningCollector,
-                                             conn: Conn) -> None:
+def test_a_flow_continued_in_a_worker_process(
+    provider: TracerProvider, collector: RunningCollector, conn: Conn
+) -> None:
     """A run hands its flow to a queue worker: the worker's steps join the run, numbered on, same session."""
     with run("order", session_id="sess-q", user_id="u-q", flow_id="orders", tracer_provider=provider):
         with step("accept", "action", tracer_provider=provider):
@@ -180,13 +235,25 @@ def test_a_flow_continued_in_a_worker_process(provider: TracerProvider, collecto
         with step("enqueue", "action", tracer_provider=provider):
             ref = handoff()
         assert ref is not None and ref.step_number == 2
-        subprocess.run([sys.executable, "-c", WORKER, collector.http_url, ref.to_string()],
-                       capture_output=True, text=True, timeout=60, check=True)
-    steps = dict_rows(conn, "SELECT v.node_id, v.step_number, v.session_id, v.user_id, v.flow_id, r.run_span_id"
-                            " FROM flow_execution_steps v JOIN flow_step_rows r USING (trace_id, span_id)"
-                            " ORDER BY v.step_number")
+        subprocess.run(
+            [sys.executable, "-c", WORKER, collector.http_url, ref.to_string()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    steps = dict_rows(
+        conn,
+        "SELECT v.node_id, v.step_number, v.session_id, v.user_id, v.flow_id, r.run_span_id"
+        " FROM flow_execution_steps v JOIN flow_step_rows r USING (trace_id, span_id)"
+        " ORDER BY v.step_number",
+    )
     assert [(s["node_id"], s["step_number"]) for s in steps] == [
-        ("accept", 1), ("enqueue", 2), ("render", 3), ("deliver", 4)]
+        ("accept", 1),
+        ("enqueue", 2),
+        ("render", 3),
+        ("deliver", 4),
+    ]
     assert {(s["session_id"], s["user_id"], s["flow_id"]) for s in steps} == {("sess-q", "u-q", "orders")}
     (run_span,) = {s["run_span_id"] for s in steps}  # one run owns all four
     assert run_span is not None
@@ -201,6 +268,11 @@ def test_replay_event(provider: TracerProvider, conn: Conn) -> None:
             pass
     (row,) = dict_rows(conn, "SELECT * FROM event_traces")
     assert (row["person_id"], row["session_id"], row["event_type"], row["event_data"], row["context_snapshot"]) == (
-        "person-1", "sess-ev", "passage_played", {"passage": 42}, {"volume": 7})
+        "person-1",
+        "sess-ev",
+        "passage_played",
+        {"passage": 42},
+        {"volume": 7},
+    )
     (spans,) = conn.execute("SELECT count(*) FROM spans WHERE span_id = %s", (row["span_id"],)).fetchone()  # type: ignore[misc]
     assert spans == 1

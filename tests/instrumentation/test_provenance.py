@@ -30,8 +30,13 @@ def test_action_chain_across_traces_lands_as_linked_spans(
     carried = auth.ref.to_string()  # as a queue message header would carry it
     cause = ActionRef.from_string(carried)
     assert cause is not None
-    with action("AudioPlayer", "play_passage", inputs={"passage": 42}, caused_by=[(cause, "OnAuthSuccess")],
-                tracer_provider=provider):
+    with action(
+        "AudioPlayer",
+        "play_passage",
+        inputs={"passage": 42},
+        caused_by=[(cause, "OnAuthSuccess")],
+        tracer_provider=provider,
+    ):
         pass
     provider.shutdown()
     rows = {
@@ -41,7 +46,11 @@ def test_action_chain_across_traces_lands_as_linked_spans(
         ).fetchall()
     }
     assert set(rows) == {"Web::handle_request", "Auth::validate_token", "AudioPlayer::play_passage"}
-    web_row, auth_row, play_row = rows["Web::handle_request"], rows["Auth::validate_token"], rows["AudioPlayer::play_passage"]
+    web_row, auth_row, play_row = (
+        rows["Web::handle_request"],
+        rows["Auth::validate_token"],
+        rows["AudioPlayer::play_passage"],
+    )
     assert len({web_row[0], auth_row[0], play_row[0]}) == 3  # three traces
     assert web_row[2]["flow.role"] == "action" and web_row[2]["flow.action.concept"] == "Web"
     assert json.loads(web_row[2]["flow.action.outputs"]) == {"status": 200}

@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
+
+from tests.otlp_strategies import requests
 from tracetables.collector.batch import SpanBatch
 from tracetables.collector.extensions.tracing_config import TracingConfigExtension, TracingConfigExtensionConfig
 from tracetables.collector.processors.masking import text as text_module
@@ -31,12 +33,10 @@ from tracetables.collector.processors.webhook_redaction import (
     WebhookRedactionProcessor,
 )
 
-from tests.otlp_strategies import requests
-
 DATA = Path(__file__).parent.parent / "testdata" / "pii"
 SECRETS: list[dict[str, str]] = json.loads((DATA / "secrets.json").read_text())
 CLEAN: list[str] = json.loads((DATA / "clean.json").read_text())
-Gate = text_module._compiled.Gate  # noqa: SLF001
+Gate = text_module._compiled.Gate
 
 
 def _masker() -> Masker:
@@ -62,12 +62,26 @@ TEXTS = st.one_of(
     st.sampled_from([s["value"] for s in SECRETS]),
     st.sampled_from(CLEAN),
     st.text(max_size=30),
-    st.text(alphabet="0123456789 ()+-.@_abcAKIZ\"{}[]:\\u\u00e9", max_size=40),
-    st.dictionaries(st.sampled_from(["email", "name", "apiKey", "note", "x\\u0041", "ok"]),
-                    st.sampled_from(["a", "ada@example.com", "1", "plain"]), max_size=3).map(json.dumps),
+    st.text(alphabet='0123456789 ()+-.@_abcAKIZ"{}[]:\\u\u00e9', max_size=40),
+    st.dictionaries(
+        st.sampled_from(["email", "name", "apiKey", "note", "x\\u0041", "ok"]),
+        st.sampled_from(["a", "ada@example.com", "1", "plain"]),
+        max_size=3,
+    ).map(json.dumps),
 )
-KEYS = st.sampled_from(["note", "user.email", "password", "http.url", "flow.state.before", "gen_ai.usage.input_tokens",
-                        SUMMARY_KEY, "tags", ""]) | st.text(max_size=10)
+KEYS = st.sampled_from(
+    [
+        "note",
+        "user.email",
+        "password",
+        "http.url",
+        "flow.state.before",
+        "gen_ai.usage.input_tokens",
+        SUMMARY_KEY,
+        "tags",
+        "",
+    ]
+) | st.text(max_size=10)
 LEAVES = st.one_of(
     TEXTS.map(lambda s: AnyValue(string_value=s)),
     st.integers(-3, 3).map(lambda i: AnyValue(int_value=i)),
@@ -78,9 +92,12 @@ LEAVES = st.one_of(
 )
 VALUES = st.recursive(
     LEAVES,
-    lambda inner: st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value={"values": vs}))
-    | st.lists(st.tuples(KEYS, inner), max_size=3).map(
-        lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v) for k, v in kvs]})),
+    lambda inner: (
+        st.lists(inner, max_size=3).map(lambda vs: AnyValue(array_value={"values": vs}))
+        | st.lists(st.tuples(KEYS, inner), max_size=3).map(
+            lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v) for k, v in kvs]})
+        )
+    ),
     max_leaves=6,
 )
 ATTRS = st.lists(st.tuples(KEYS, VALUES), max_size=3).map(lambda kvs: [KeyValue(key=k, value=v) for k, v in kvs])
@@ -139,6 +156,7 @@ def _spans_around(span: Span) -> ResourceSpans:
 
 def _placements(value: str) -> list[tuple[str, Span]]:
     """``value`` in each place of a span that masking reads."""
+
     def span(**kwargs: object) -> Span:
         return Span(trace_id=b"\x01" * 16, span_id=b"\x03" * 8, **kwargs)  # type: ignore[arg-type]
 
@@ -160,7 +178,8 @@ def _placements(value: str) -> list[tuple[str, Span]]:
     out.append(("event attribute", s))
     s = span()
     s.links.add(trace_id=b"\x02" * 16, span_id=b"\x04" * 8).attributes.append(
-        KeyValue(key="note", value=AnyValue(string_value=value)))
+        KeyValue(key="note", value=AnyValue(string_value=value))
+    )
     out.append(("link attribute", s))
     return out
 
@@ -173,15 +192,18 @@ def test_every_planted_secret_is_named_and_the_clean_spans_are_not(secret: dict[
         assert plan == [[], [1]], (where, plan)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("user.email", AnyValue(string_value="anything")),
-    ("password", AnyValue(int_value=1234)),
-    ("api_key", AnyValue(bytes_value=b"\x01\x02")),
-    ("ctx", AnyValue(kvlist_value={"values": [KeyValue(key="token", value=AnyValue(double_value=1.5))]})),
-    ("note", AnyValue(string_value=json.dumps({"profile": {"refreshToken": "x"}}))),
-    ("note", AnyValue(string_value='{"e": "ada\\u0040example.com"}')),  # an escape could hide an '@'
-    (SUMMARY_KEY, AnyValue(string_value='{"email":1}')),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("user.email", AnyValue(string_value="anything")),
+        ("password", AnyValue(int_value=1234)),
+        ("api_key", AnyValue(bytes_value=b"\x01\x02")),
+        ("ctx", AnyValue(kvlist_value={"values": [KeyValue(key="token", value=AnyValue(double_value=1.5))]})),
+        ("note", AnyValue(string_value=json.dumps({"profile": {"refreshToken": "x"}}))),
+        ("note", AnyValue(string_value='{"e": "ada\\u0040example.com"}')),  # an escape could hide an '@'
+        (SUMMARY_KEY, AnyValue(string_value='{"email":1}')),
+    ],
+)
 def test_keys_escapes_and_summaries_are_named(key: str, value: AnyValue) -> None:
     span = Span(trace_id=b"\x01" * 16, span_id=b"\x03" * 8)
     span.attributes.append(KeyValue(key=key, value=value))
@@ -190,12 +212,25 @@ def test_keys_escapes_and_summaries_are_named(key: str, value: AnyValue) -> None
 
 def test_clean_traffic_is_skipped_whole() -> None:
     span = Span(trace_id=b"\x01" * 16, span_id=b"\x03" * 8, name="POST /v1/orders/lookup")
-    state = {"conversation": {"turn": 3, "locale": "en-GB"}, "slots": {"order_id": "ORD-0012345", "confidence": 0.91},
-             "messages": [{"role": "user", "content": "where is my package"}]}
-    for key, value in (("flow.state.before", json.dumps(state)), ("http.request.method", "POST"),
-                       ("gen_ai.usage.input_tokens", 812), ("flow.step.number", 4), ("feature.enabled", True)):
-        av = AnyValue(string_value=value) if isinstance(value, str) else AnyValue(bool_value=value) \
-            if isinstance(value, bool) else AnyValue(int_value=value)
+    state = {
+        "conversation": {"turn": 3, "locale": "en-GB"},
+        "slots": {"order_id": "ORD-0012345", "confidence": 0.91},
+        "messages": [{"role": "user", "content": "where is my package"}],
+    }
+    for key, value in (
+        ("flow.state.before", json.dumps(state)),
+        ("http.request.method", "POST"),
+        ("gen_ai.usage.input_tokens", 812),
+        ("flow.step.number", 4),
+        ("feature.enabled", True),
+    ):
+        av = (
+            AnyValue(string_value=value)
+            if isinstance(value, str)
+            else AnyValue(bool_value=value)
+            if isinstance(value, bool)
+            else AnyValue(int_value=value)
+        )
         span.attributes.append(KeyValue(key=key, value=av))
     assert _gate(_masker()).plan(_spans_around(span).SerializeToString()) is None
 
@@ -243,12 +278,18 @@ def test_webhook_redaction_gated_equals_full() -> None:
     rs = ResourceSpans()
     ss = rs.scope_spans.add()
     bodies = ("short", "x" * 5000)
-    for i, (key, value) in enumerate([
-        ("http.request.header.authorization", "Bearer abc"), ("http.request.header.accept", "text/html"),
-        ("url.full", "https://u:p@h.example/x?token=1&a=2"), ("url.full", "https://h.example/x"),
-        ("url.query", "sig=abc"), ("flow.call.request", bodies[0]), ("flow.call.response", bodies[1]),
-        ("db.statement", "SELECT 1"),
-    ]):
+    for i, (key, value) in enumerate(
+        [
+            ("http.request.header.authorization", "Bearer abc"),
+            ("http.request.header.accept", "text/html"),
+            ("url.full", "https://u:p@h.example/x?token=1&a=2"),
+            ("url.full", "https://h.example/x"),
+            ("url.query", "sig=abc"),
+            ("flow.call.request", bodies[0]),
+            ("flow.call.response", bodies[1]),
+            ("db.statement", "SELECT 1"),
+        ]
+    ):
         span = ss.spans.add(trace_id=b"\x01" * 16, span_id=bytes([0] * 7 + [i + 1]))
         span.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
     full, gated = ResourceSpans(), ResourceSpans()
@@ -271,13 +312,22 @@ def test_the_masker_counts_are_the_same_either_way() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(rs=resource_spans(), flow_keys=st.lists(st.sampled_from(["flow.id", "flow.trace_level", "flow.state.before",
-                                                                  "flow.node.details", "note"]), max_size=6),
-       resource_flow=st.sampled_from(["", "off", "small", "other"]))
+@given(
+    rs=resource_spans(),
+    flow_keys=st.lists(
+        st.sampled_from(["flow.id", "flow.trace_level", "flow.state.before", "flow.node.details", "note"]), max_size=6
+    ),
+    resource_flow=st.sampled_from(["", "off", "small", "other"]),
+)
 def test_trace_level_gated_equals_full(rs: ResourceSpans, flow_keys: list[str], resource_flow: str) -> None:
     """Spans with and without flow keys, flows disabled, minimal or unset, by span or by resource."""
-    values = {"flow.id": ["off", "small", "other"], "flow.trace_level": ["minimal", "verbose", "standard"],
-              "flow.state.before": ['{"a": 1}'], "flow.node.details": ['{"conditions": [1, 2]}'], "note": ["x"]}
+    values = {
+        "flow.id": ["off", "small", "other"],
+        "flow.trace_level": ["minimal", "verbose", "standard"],
+        "flow.state.before": ['{"a": 1}'],
+        "flow.node.details": ['{"conditions": [1, 2]}'],
+        "note": ["x"],
+    }
     spans = [span for ss in rs.scope_spans for span in ss.spans]
     for n, key in enumerate(flow_keys):
         if spans:

@@ -72,12 +72,18 @@ def test_sensitive_keys(key: str, sensitive: bool) -> None:
 
 
 def test_json_is_masked_by_key_and_by_pattern_and_stays_json() -> None:
-    state = {"user": {"name": "Ada", "Email": "ada@example.com", "password": "hunter2", "age": 36},
-             "notes": ["call +44 20 7946 0958", {"apiKey": 12345}], "ok": True}
+    state = {
+        "user": {"name": "Ada", "Email": "ada@example.com", "password": "hunter2", "age": 36},
+        "notes": ["call +44 20 7946 0958", {"apiKey": 12345}],
+        "ok": True,
+    }
     counts: Counter[str] = Counter()
     out = json.loads(MASKER.text(json.dumps(state), counts))
-    assert out == {"user": {"name": "Ada", "Email": "[REDACTED]", "password": "[REDACTED]", "age": 36},
-                   "notes": ["call [PHONE]", {"apiKey": "[REDACTED]"}], "ok": True}
+    assert out == {
+        "user": {"name": "Ada", "Email": "[REDACTED]", "password": "[REDACTED]", "age": 36},
+        "notes": ["call [PHONE]", {"apiKey": "[REDACTED]"}],
+        "ok": True,
+    }
     assert counts == Counter({"key": 3, "phone": 1})
 
 
@@ -97,15 +103,34 @@ def test_hash_mode_is_stable_distinct_and_keyless() -> None:
 
 def _span_batch() -> tuple[SpanBatch, Any]:
     rs = ResourceSpans()
-    rs.resource.attributes.append(KeyValue(key="deployment.owner_email", value=AnyValue(string_value="ops@example.com")))
+    rs.resource.attributes.append(
+        KeyValue(key="deployment.owner_email", value=AnyValue(string_value="ops@example.com"))
+    )
     ss = rs.scope_spans.add()
     ss.scope.attributes.append(KeyValue(key="note", value=AnyValue(string_value="ssn 123-45-6789")))
     span = ss.spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="GET /users/jane@example.com")
     span.status.message = "card 4111 1111 1111 1111 declined"
-    span.attributes.append(KeyValue(key="tags", value=AnyValue(array_value={"values": [
-        AnyValue(string_value="ok"), AnyValue(string_value="+1 415 555 0132")]})))
-    span.attributes.append(KeyValue(key="ctx", value=AnyValue(kvlist_value={"values": [
-        KeyValue(key="password", value=AnyValue(int_value=1234)), KeyValue(key="flag", value=AnyValue(bool_value=True))]})))
+    span.attributes.append(
+        KeyValue(
+            key="tags",
+            value=AnyValue(
+                array_value={"values": [AnyValue(string_value="ok"), AnyValue(string_value="+1 415 555 0132")]}
+            ),
+        )
+    )
+    span.attributes.append(
+        KeyValue(
+            key="ctx",
+            value=AnyValue(
+                kvlist_value={
+                    "values": [
+                        KeyValue(key="password", value=AnyValue(int_value=1234)),
+                        KeyValue(key="flag", value=AnyValue(bool_value=True)),
+                    ]
+                }
+            ),
+        )
+    )
     event = span.events.add(name="mail to bo@example.com failed")
     event.attributes.append(KeyValue(key="token", value=AnyValue(string_value="abc")))
     link = span.links.add(trace_id=b"\x03" * 16, span_id=b"\x04" * 8)
@@ -118,8 +143,17 @@ def test_every_place_in_a_span_is_masked_with_a_summary() -> None:
     processor = PiiMaskingProcessor(PiiMaskingConfig())
     processor(batch)
     text = str(batch.resource_spans[0])
-    for secret in ("ops@example.com", "123-45-6789", "jane@", "4111", "555 0132", "1234", "bo@example", "abc\"",
-                   "AKIAIOSFODNN7EXAMPLE"):
+    for secret in (
+        "ops@example.com",
+        "123-45-6789",
+        "jane@",
+        "4111",
+        "555 0132",
+        "1234",
+        "bo@example",
+        'abc"',
+        "AKIAIOSFODNN7EXAMPLE",
+    ):
         assert secret not in text, secret
     assert span.name == "GET /users/[EMAIL]"
     assert span.status.message == "card [CARD] declined"
@@ -137,10 +171,20 @@ SECRET_VALUES = st.sampled_from([s["value"] for s in SECRETS])
 TEXT = st.one_of(st.text(max_size=60), SECRET_VALUES, st.sampled_from(CLEAN))
 MIXED = st.lists(TEXT, max_size=5).map(" ".join)
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.sampled_from([4111111111111111, 5500000000000004]) | st.floats(allow_nan=False, allow_infinity=False) | MIXED,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.one_of(st.sampled_from(["email", "password", "name", "x", "apiKey"]), st.text(max_size=8)),
-                      children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([4111111111111111, 5500000000000004])
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | MIXED,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.one_of(st.sampled_from(["email", "password", "name", "x", "apiKey"]), st.text(max_size=8)),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=12,
 )
 
@@ -200,22 +244,29 @@ def test_a_bare_json_card_number_is_left_when_the_card_detector_is_off() -> None
     from tracetables.collector.processors.masking.detectors import DETECTORS
 
     no_cards = Masker(KeyMatcher(DEFAULT_KEYS), detectors=tuple(d for d in DETECTORS if d.kind != "card"))
-    assert no_cards.text('[1,4111111111111111]', Counter()) == '[1,4111111111111111]'
+    assert no_cards.text("[1,4111111111111111]", Counter()) == "[1,4111111111111111]"
 
 
 ANY_VALUES = st.recursive(
-    st.builds(lambda s: AnyValue(string_value=s), MIXED) | st.builds(lambda i: AnyValue(int_value=i), st.integers(-5, 5))
+    st.builds(lambda s: AnyValue(string_value=s), MIXED)
+    | st.builds(lambda i: AnyValue(int_value=i), st.integers(-5, 5))
     | st.builds(lambda b: AnyValue(bytes_value=b), st.binary(max_size=8)),
-    lambda children: st.builds(lambda vs: AnyValue(array_value={"values": vs}), st.lists(children, max_size=3))
-    | st.builds(lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v) for k, v in kvs]}),
-                st.lists(st.tuples(st.sampled_from(["token", "name", "phone", "x"]), children), max_size=3)),
+    lambda children: (
+        st.builds(lambda vs: AnyValue(array_value={"values": vs}), st.lists(children, max_size=3))
+        | st.builds(
+            lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v) for k, v in kvs]}),
+            st.lists(st.tuples(st.sampled_from(["token", "name", "phone", "x"]), children), max_size=3),
+        )
+    ),
     max_leaves=8,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.lists(st.tuples(st.sampled_from(["secret", "note", "user.email", "a.b"]), ANY_VALUES), max_size=4),
-       name=MIXED)
+@given(
+    values=st.lists(st.tuples(st.sampled_from(["secret", "note", "user.email", "a.b"]), ANY_VALUES), max_size=4),
+    name=MIXED,
+)
 def test_otlp_masking_never_raises_and_is_idempotent(values: list[tuple[str, AnyValue]], name: str) -> None:
     rs = ResourceSpans()
     span = rs.scope_spans.add().spans.add(name=name)
@@ -234,22 +285,30 @@ def test_otlp_masking_never_raises_and_is_idempotent(values: list[tuple[str, Any
 
 # The compiled pre-scan (masking/_scan.c) must change nothing but the speed.
 REFERENCE = Masker(KeyMatcher(DEFAULT_KEYS), compiled=False)
-TRICKY = st.text(alphabet="0123456789 ()+-.,/:@_abcdeyJKAISZGB\"{}[]\\u\u00e9\u0663\n", max_size=80)
+TRICKY = st.text(alphabet='0123456789 ()+-.,/:@_abcdeyJKAISZGB"{}[]\\u\u00e9\u0663\n', max_size=80)
 # digit runs near the window rule's edges: 8-13 digits, separators, a leading 0 or '+', dates
-DIGIT_RUNS = st.lists(st.one_of(st.text(alphabet="0123456789", min_size=1, max_size=5), st.sampled_from(
-    [" ", "-", ".", "(", ")", "+", "0", "T", ":", "/", "a", "_", "\"", "+44 ", "(0", "2025-12-29"])), max_size=12).map("".join)
+DIGIT_RUNS = st.lists(
+    st.one_of(
+        st.text(alphabet="0123456789", min_size=1, max_size=5),
+        st.sampled_from([" ", "-", ".", "(", ")", "+", "0", "T", ":", "/", "a", "_", '"', "+44 ", "(0", "2025-12-29"]),
+    ),
+    max_size=12,
+).map("".join)
 
 
 def test_the_compiled_scan_is_built_and_used() -> None:
     from tracetables.collector.processors.masking import text as text_module
 
-    assert text_module._compiled is not None, "the install did not build masking/_scan.c"  # noqa: SLF001
-    assert MASKER._compiled and not REFERENCE._compiled  # noqa: SLF001
+    assert text_module._compiled is not None, "the install did not build masking/_scan.c"
+    assert MASKER._compiled and not REFERENCE._compiled
 
 
 @settings(max_examples=1000, deadline=None)
-@given(text=st.one_of(MIXED, TRICKY, DIGIT_RUNS, JSON_VALUES.map(json.dumps),
-                     st.lists(st.one_of(TRICKY, SECRET_VALUES)).map("".join)))
+@given(
+    text=st.one_of(
+        MIXED, TRICKY, DIGIT_RUNS, JSON_VALUES.map(json.dumps), st.lists(st.one_of(TRICKY, SECRET_VALUES)).map("".join)
+    )
+)
 def test_compiled_scan_gives_the_reference_output(text: str) -> None:
     fast, slow = Counter[str](), Counter[str]()
     assert MASKER.text(text, fast) == REFERENCE.text(text, slow)
@@ -269,8 +328,17 @@ def test_greedy_matches_leave_no_part_of_a_secret(text: str, gone: str) -> None:
 # A number before a phone, set off by one space: a pattern's match that starts in it can
 # end inside the phone (its repeat count runs out, or a fit cuts it), and no later match
 # can start inside a phone already partly taken. The rest of the phone must go with it.
-RUN_ON_PREFIXES = ["+1 0 00000 0 ", "+1 0 0 0 0 ", "+1 00 0000 ", "+44 0 00 ", "+1 0 00000 0 (0) ",
-                   "+1-0-00000-0 ", "+1.0.0000.0 ", "2236068796 6 ", "525820170866462 "]
+RUN_ON_PREFIXES = [
+    "+1 0 00000 0 ",
+    "+1 0 0 0 0 ",
+    "+1 00 0000 ",
+    "+44 0 00 ",
+    "+1 0 00000 0 (0) ",
+    "+1-0-00000-0 ",
+    "+1.0.0000.0 ",
+    "2236068796 6 ",
+    "525820170866462 ",
+]
 PHONES = [s for s in SECRETS if s["kind"] == "phone"]
 
 

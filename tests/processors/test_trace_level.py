@@ -19,19 +19,33 @@ from tracetables.collector.extensions.tracing_config import TracingConfigExtensi
 from tracetables.collector.processors.trace_level import TraceLevelProcessor, summarize_details
 
 STATE = json.dumps({"cart": ["a", "b"], "user": "ada"})
-DETAILS = json.dumps({"conditions": [{"expression": "x > 1", "result": True}], "matched_index": 0,
-                      "connection_taken": "yes", "inputs": {"a": 1, "b": 2}})
-CONFIG = BASE_CONFIG.replace("processors:\n  batch: {timeout: 20ms}",
-                             "processors:\n  trace_level: {}\n  batch: {timeout: 20ms}").replace(
-    "processors: [batch]", "processors: [trace_level, batch]").replace(
-    "service:\n", "extensions:\n  tracing_config: {refresh_interval: 100ms}\nservice:\n  extensions: [tracing_config]\n")
+DETAILS = json.dumps(
+    {
+        "conditions": [{"expression": "x > 1", "result": True}],
+        "matched_index": 0,
+        "connection_taken": "yes",
+        "inputs": {"a": 1, "b": 2},
+    }
+)
+CONFIG = (
+    BASE_CONFIG.replace(
+        "processors:\n  batch: {timeout: 20ms}", "processors:\n  trace_level: {}\n  batch: {timeout: 20ms}"
+    )
+    .replace("processors: [batch]", "processors: [trace_level, batch]")
+    .replace(
+        "service:\n",
+        "extensions:\n  tracing_config: {refresh_interval: 100ms}\nservice:\n  extensions: [tracing_config]\n",
+    )
+)
 
 
 @pytest.fixture
 def leveled(dsn: str) -> Iterator[RunningCollector]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO tracing_config (flow_id, enabled, level) VALUES"
-                     " ('quiet', true, 'minimal'), ('loud', true, 'verbose'), ('off', false, 'standard')")
+        conn.execute(
+            "INSERT INTO tracing_config (flow_id, enabled, level) VALUES"
+            " ('quiet', true, 'minimal'), ('loud', true, 'verbose'), ('off', false, 'standard')"
+        )
     running = start_collector(dsn, CONFIG)
     try:
         yield running
@@ -41,11 +55,19 @@ def leveled(dsn: str) -> Iterator[RunningCollector]:
 
 def send(collector: RunningCollector, name: str, resource: dict[str, Any] | None = None, **attrs: Any) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "bot", **(resource or {})}))
-    provider.add_span_processor(SimpleSpanProcessor(
-        OTLPSpanExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10)))
-    with provider.get_tracer("t").start_as_current_span(name, attributes={
-            "flow.role": "step", "flow.node.id": "n", "flow.state.before": STATE, "flow.node.details": DETAILS,
-            **attrs}):
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True, timeout=10))
+    )
+    with provider.get_tracer("t").start_as_current_span(
+        name,
+        attributes={
+            "flow.role": "step",
+            "flow.node.id": "n",
+            "flow.state.before": STATE,
+            "flow.node.details": DETAILS,
+            **attrs,
+        },
+    ):
         pass
     provider.shutdown()
 
@@ -63,7 +85,7 @@ def settings(collector: RunningCollector) -> TracingConfigExtension:
 
 
 def processor(collector: RunningCollector) -> TraceLevelProcessor:
-    found = collector.service._processors["trace_level"]  # noqa: SLF001
+    found = collector.service._processors["trace_level"]
     assert isinstance(found, TraceLevelProcessor)
     return found
 
@@ -84,7 +106,11 @@ def test_levels_per_flow_span_and_resource(leveled: RunningCollector, dsn: str) 
     standard = stored(dsn, "unknown flow")  # no row: the default level, standard
     assert standard is not None and standard["flow.state.before"] == STATE
     assert json.loads(standard["flow.node.details"]) == {
-        "conditions": {"@items": 1}, "matched_index": 0, "connection_taken": "yes", "inputs": {"@keys": ["a", "b"]}}
+        "conditions": {"@items": 1},
+        "matched_index": 0,
+        "connection_taken": "yes",
+        "inputs": {"@keys": ["a", "b"]},
+    }
     override = stored(dsn, "span says verbose")
     assert override is not None and override["flow.node.details"] == DETAILS
     by_resource = stored(dsn, "resource says minimal")

@@ -32,13 +32,15 @@ def s(text: str) -> AnyValue:
 
 
 def test_sensitive_headers_are_redacted_whatever_their_value() -> None:
-    out = run({
-        "http.request.header.authorization": AnyValue(array_value=ArrayValue(values=[s("Basic dXNlcjpwdw==")])),
-        "http.request.header.x-api-key": s("k-123"),
-        "http.response.header.set-cookie": AnyValue(array_value=ArrayValue(values=[s("a=1"), s("b=2")])),
-        "http.request.header.X_Auth_Token": s("t"),
-        "http.request.header.content-type": s("application/json"),
-    })
+    out = run(
+        {
+            "http.request.header.authorization": AnyValue(array_value=ArrayValue(values=[s("Basic dXNlcjpwdw==")])),
+            "http.request.header.x-api-key": s("k-123"),
+            "http.response.header.set-cookie": AnyValue(array_value=ArrayValue(values=[s("a=1"), s("b=2")])),
+            "http.request.header.X_Auth_Token": s("t"),
+            "http.request.header.content-type": s("application/json"),
+        }
+    )
     assert [v.string_value for v in out["http.request.header.authorization"].array_value.values] == ["[REDACTED]"]
     assert out["http.request.header.x-api-key"].string_value == "[REDACTED]"
     assert [v.string_value for v in out["http.response.header.set-cookie"].array_value.values] == ["[REDACTED]"] * 2

@@ -57,9 +57,15 @@ def _request(port: int, method: str, headers: dict[str, str], body: bytes = b"")
 
 
 def _preflight(port: int, origin: str, request_headers: str = "content-type") -> http.client.HTTPResponse:
-    return _request(port, "OPTIONS", {
-        "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": request_headers,
-    })
+    return _request(
+        port,
+        "OPTIONS",
+        {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": request_headers,
+        },
+    )
 
 
 def _allow_headers(response: http.client.HTTPResponse) -> dict[str, str]:
@@ -96,9 +102,14 @@ def test_preflight_asking_for_an_unlisted_header_gets_no_allow_headers(cors_coll
 
 def test_preflight_for_another_method_gets_no_allow_headers(cors_collector: RunningCollector) -> None:
     """The traces path takes POST only; a preflight for PUT is not allowed."""
-    response = _request(cors_collector.http_port, "OPTIONS", {
-        "Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT",
-    })
+    response = _request(
+        cors_collector.http_port,
+        "OPTIONS",
+        {
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "PUT",
+        },
+    )
     assert response.status == 204
     assert _allow_headers(response) == {}
 
@@ -106,9 +117,15 @@ def test_preflight_for_another_method_gets_no_allow_headers(cors_collector: Runn
 def test_post_from_an_allowed_origin_carries_allow_origin(cors_collector: RunningCollector) -> None:
     """The actual POST is served as usual and its answer names the origin, so the browser can read it."""
     body = ExportTraceServiceRequest().SerializeToString()
-    response = _request(cors_collector.http_port, "POST", {
-        "Origin": "https://app.example.com", "Content-Type": "application/x-protobuf",
-    }, body)
+    response = _request(
+        cors_collector.http_port,
+        "POST",
+        {
+            "Origin": "https://app.example.com",
+            "Content-Type": "application/x-protobuf",
+        },
+        body,
+    )
     assert response.status == 200
     assert response.getheader("Access-Control-Allow-Origin") == "https://app.example.com"
     assert "Origin" in (response.getheader("Vary") or "")
@@ -116,9 +133,15 @@ def test_post_from_an_allowed_origin_carries_allow_origin(cors_collector: Runnin
 
 def test_error_answer_to_an_allowed_origin_carries_allow_origin(cors_collector: RunningCollector) -> None:
     """A refused POST (bad content type) still names the origin, so the browser can read the error."""
-    response = _request(cors_collector.http_port, "POST", {
-        "Origin": "https://app.example.com", "Content-Type": "text/plain",
-    }, b"hello")
+    response = _request(
+        cors_collector.http_port,
+        "POST",
+        {
+            "Origin": "https://app.example.com",
+            "Content-Type": "text/plain",
+        },
+        b"hello",
+    )
     assert response.status == 415
     assert response.getheader("Access-Control-Allow-Origin") == "https://app.example.com"
 
@@ -126,9 +149,15 @@ def test_error_answer_to_an_allowed_origin_carries_allow_origin(cors_collector: 
 def test_post_from_another_origin_has_no_allow_origin(cors_collector: RunningCollector) -> None:
     """The server still answers (CORS is enforced by browsers), but grants nothing."""
     body = ExportTraceServiceRequest().SerializeToString()
-    response = _request(cors_collector.http_port, "POST", {
-        "Origin": "https://evil.example", "Content-Type": "application/x-protobuf",
-    }, body)
+    response = _request(
+        cors_collector.http_port,
+        "POST",
+        {
+            "Origin": "https://evil.example",
+            "Content-Type": "application/x-protobuf",
+        },
+        body,
+    )
     assert response.status == 200
     assert response.getheader("Access-Control-Allow-Origin") is None
 

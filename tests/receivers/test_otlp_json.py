@@ -215,9 +215,7 @@ def test_decode_snake_case_field_names_are_accepted() -> None:
                                 "start_time_unix_nano": "5",
                                 "dropped_attributes_count": 1,
                                 "links": [{"span_id": "00000000000000ff", "trace_state": "a=b"}],
-                                "attributes": [
-                                    {"key": "k", "value": {"int_value": "9", "string_value": None}}
-                                ],
+                                "attributes": [{"key": "k", "value": {"int_value": "9", "string_value": None}}],
                             }
                         ]
                     }
@@ -668,9 +666,7 @@ _links = st.builds(
     dropped_attributes_count=_u32,
     flags=_u32,
 )
-_events = st.builds(
-    Span.Event, time_unix_nano=_u64, name=_texts, attributes=_attributes, dropped_attributes_count=_u32
-)
+_events = st.builds(Span.Event, time_unix_nano=_u64, name=_texts, attributes=_attributes, dropped_attributes_count=_u32)
 _spans = st.builds(
     Span,
     trace_id=_ids,

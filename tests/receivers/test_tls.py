@@ -153,7 +153,9 @@ def test_client_not_trusting_the_ca_fails_and_stores_nothing(
 def test_plaintext_client_is_not_served(tls_collector: RunningCollector) -> None:
     """A plain-HTTP request to the TLS port gets no OTLP answer (the server speaks only TLS)."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{tls_collector.http_port}/v1/traces", data=b"", method="POST",
+        f"http://127.0.0.1:{tls_collector.http_port}/v1/traces",
+        data=b"",
+        method="POST",
         headers={"Content-Type": "application/x-protobuf"},
     )
     with pytest.raises(OSError):
@@ -163,7 +165,7 @@ def test_plaintext_client_is_not_served(tls_collector: RunningCollector) -> None
 def test_http_min_version_1_3_refuses_a_tls_1_2_client(dsn: str, pki: Pki) -> None:
     """With ``min_version: "1.3"`` a client capped at TLS 1.2 fails; an unrestricted one gets 1.3."""
     tls = _tls(pki, mutual=False).replace("}", ', min_version: "1.3"}')
-    text = CONFIG.format(tls=tls).replace('tls: ' + tls, "", 1)  # the gRPC receiver stays plaintext
+    text = CONFIG.format(tls=tls).replace("tls: " + tls, "", 1)  # the gRPC receiver stays plaintext
     running = start_collector(dsn, text)
     url = f"https://127.0.0.1:{running.http_port}/v1/traces"
     try:
@@ -174,7 +176,8 @@ def test_http_min_version_1_3_refuses_a_tls_1_2_client(dsn: str, pki: Pki) -> No
                 capped.wrap_socket(raw, server_hostname="127.0.0.1")
         with urllib.request.urlopen(
             urllib.request.Request(url, data=b"", method="POST", headers={"Content-Type": "application/x-protobuf"}),
-            timeout=5, context=ssl.create_default_context(cafile=str(pki.ca)),
+            timeout=5,
+            context=ssl.create_default_context(cafile=str(pki.ca)),
         ) as response:
             assert response.status == 200  # an empty request is a valid, empty export
     finally:

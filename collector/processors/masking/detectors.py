@@ -73,11 +73,13 @@ def _longest(ok: Callable[[str], bool]) -> Callable[[str], int]:
     group of digits) must still mask the part that is a card number. Prefixes end only
     before a separator, never inside a group of digits.
     """
+
     def fit(text: str) -> int:
         for end in range(len(text), 0, -1):
             if (end == len(text) or text[end] in " -.()") and text[end - 1].isalnum() and ok(text[:end]):
                 return end
         return 0
+
     return fit
 
 
@@ -88,8 +90,10 @@ def _whole_if(fit: Callable[[str], int]) -> Callable[[str], int]:
     at the longest valid prefix, the rest would be left showing part of a second phone.
     Masking a few digits too many is the safe side.
     """
+
     def whole(text: str) -> int:
         return len(text) if fit(text) else 0
+
     return whole
 
 

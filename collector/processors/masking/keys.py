@@ -50,6 +50,6 @@ class KeyMatcher:
         for phrase in self._phrases:
             n = len(phrase)
             for i in range(len(segment) - n + 1):
-                if segment[i:i + n] == phrase:
+                if segment[i : i + n] == phrase:
                     return True
         return False

@@ -38,8 +38,7 @@ def _is_summary(v: AnyValue) -> bool:
         parsed = json.loads(v.string_value)
     except ValueError:
         return False
-    return isinstance(parsed, dict) and all(
-        k in _SUMMARY_KINDS and type(n) is int for k, n in parsed.items())
+    return isinstance(parsed, dict) and all(k in _SUMMARY_KINDS and type(n) is int for k, n in parsed.items())
 
 
 class OtlpMasker:
@@ -55,8 +54,11 @@ class OtlpMasker:
     def __init__(self, masker: Masker, summary: bool = True, gated: bool = True) -> None:
         self._m = masker
         self._summary = summary
-        self._gate = Gate(masker.literals, masker.keys.sensitive, True) \
-            if gated and masker.compiled and Gate is not None else None
+        self._gate = (
+            Gate(masker.literals, masker.keys.sensitive, True)
+            if gated and masker.compiled and Gate is not None
+            else None
+        )
 
     @property
     def gated(self) -> bool:

@@ -51,8 +51,13 @@ class Masker:
         compiled: use the compiled pre-scan when it is built (False: the reference).
     """
 
-    def __init__(self, keys: KeyMatcher, hash_secret: bytes | None = None,
-                 detectors: tuple[Detector, ...] = DETECTORS, compiled: bool = True) -> None:
+    def __init__(
+        self,
+        keys: KeyMatcher,
+        hash_secret: bytes | None = None,
+        detectors: tuple[Detector, ...] = DETECTORS,
+        compiled: bool = True,
+    ) -> None:
         self.keys = keys
         self._secret = hash_secret
         self._detectors = detectors
@@ -130,10 +135,7 @@ class Masker:
 
     def _has_sensitive_key(self, keys: list[str]) -> bool:
         sensitive = self.keys.sensitive
-        for key in keys:
-            if "\\" in key or sensitive(key):
-                return True
-        return False
+        return any("\\" in key or sensitive(key) for key in keys)
 
     def _bare_card(self, value: str, scan: Scan | None) -> bool:
         """Whether JSON text holds a card number as a bare integer (masked structurally:
@@ -205,8 +207,9 @@ class Masker:
                 scan = self._scan(out) or _EMPTY_SCAN
         return value if out == value else out
 
-    def _apply(self, det: Detector, text: str, counts: Counter[str],
-               windows: list[tuple[int, int]] | None = None) -> str:
+    def _apply(
+        self, det: Detector, text: str, counts: Counter[str], windows: list[tuple[int, int]] | None = None
+    ) -> str:
         """Replace ``det``'s matches: in the whole text, or only inside ``windows``."""
         pieces: list[str] = []
         done = 0  # text[:done] is in pieces
@@ -218,14 +221,15 @@ class Masker:
         pieces.append(text[done:])
         return "".join(pieces)
 
-    def _apply_range(self, det: Detector, text: str, counts: Counter[str], pieces: list[str], done: int,
-                     pos: int, endpos: int) -> int:
+    def _apply_range(
+        self, det: Detector, text: str, counts: Counter[str], pieces: list[str], done: int, pos: int, endpos: int
+    ) -> int:
         search = det.pattern.search
         has_keep = "keep" in det.pattern.groupindex
         pos = max(pos, done)
         while (m := search(text, pos, endpos)) is not None:
             start = m.start("keep") + len(m.group("keep")) if has_keep else m.start()
-            candidate = text[start:m.end()]
+            candidate = text[start : m.end()]
             length = len(candidate) if det.fit is None else det.fit(candidate)
             if length == 0:
                 pos = m.start() + 1  # not here: the next match may start inside this one
@@ -261,15 +265,15 @@ class Masker:
             for k, v in value.items():
                 new_key = self.patterns(k, counts) if isinstance(k, str) else k
                 if self.keys.sensitive(k) and v is not None and not isinstance(v, bool):
-                    out[new_key] = self.redact(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v, counts)
+                    out[new_key] = self.redact(
+                        json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v, counts
+                    )
                 else:
                     out[new_key] = self.json_value(v, counts, depth + 1)
             return out
         if isinstance(value, list):
             return [self.json_value(v, counts, depth + 1) for v in value]
         return value
-
-
 
 
 def json_keys(value: str) -> list[str]:
