@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from ..batch import SpanBatch
 from ..component import ExportResult
 from ..consumer import ConsumeResult
-from ..errors import OverloadedError, PermanentError
+from ..errors import OverloadedError, PermanentError, RetryableError
 from .config import BatchProcessorConfig
 
 logger = logging.getLogger(__name__)
@@ -129,17 +129,29 @@ class BatchProcessor:
         merged = SpanBatch.merge([batch for batch, _ in parts])
         try:
             result = await self._export(merged)
-        except PermanentError as exc:
-            if len(parts) == 1:
-                _settle(parts[0][1], exc)
-                return
-            # One request's data must not sink the others sharing its transaction.
-            logger.warning("a merged batch of %d requests was refused; writing them one by one", len(parts))
-            await asyncio.gather(*(self._send_parts([part]) for part in parts))
-            return
-        except Exception as exc:  # every failure must reach the waiting requests
+        except RetryableError as exc:  # about the store, not the data: every request may retry
             for _, future in parts:
                 _settle(future, exc)
+            return
+        except Exception as exc:  # the data refused, or a failure that is not the store's
+            if len(parts) > 1:
+                # One request's content must not sink the others sharing its transaction.
+                logger.warning(
+                    "a merged batch of %d requests failed (%s); writing them one by one", len(parts), type(exc).__name__
+                )
+                await asyncio.gather(*(self._send_parts([part]) for part in parts))
+                return
+            if not isinstance(exc, PermanentError):
+                # A bug met by this request's data: its own answer, never its content in the log.
+                batch = parts[0][0]
+                logger.error(
+                    "a request of %d spans in %d resource groups could not be stored: %s",
+                    batch.span_count,
+                    len(batch.resource_spans),
+                    type(exc).__name__,
+                )
+                exc = PermanentError(f"the request could not be stored ({type(exc).__name__})")
+            _settle(parts[0][1], exc)
             return
         start = 0
         for batch, future in parts:
