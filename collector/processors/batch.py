@@ -7,14 +7,17 @@ requests gather, and the first writer to free up takes them all in one transacti
 so batches grow exactly when load does. ``send_batch_size`` and ``timeout`` cap the
 gathering: past either, a batch is cut and queued for the next free writer.
 
-The number of spans buffered or being written is bounded; past the bound new requests
-are refused at once with :class:`OverloadedError`, before any work is done for them.
+The number of spans buffered or being written is bounded, and so is the time the queue
+ahead of a request would take to write (``max_queue_wait``, at the rate exports have
+committed); past either bound new requests are refused at once with
+:class:`OverloadedError`, before any work is done for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from ..batch import SpanBatch
@@ -50,6 +53,7 @@ class BatchProcessor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._overloaded = False
         self._draining = False
+        self._rate: float | None = None  # committed spans per second per writer
 
     @property
     def queued_spans(self) -> int:
@@ -66,6 +70,15 @@ class BatchProcessor:
                 self._overloaded = True
                 logger.warning("batch queue full (%d spans queued): refusing requests", self._queued_spans)
             raise OverloadedError("the collector is busy: too many spans queued", retry_after=1.0)
+        wait = self._expected_wait()
+        if wait is not None:
+            if not self._overloaded:
+                self._overloaded = True
+                logger.warning("batch queue would take %.1f s to write: refusing requests", wait)
+            raise OverloadedError(
+                f"the collector is busy: the queue ahead would take {wait:.1f} s to write",
+                retry_after=max(1.0, min(wait, 30.0)),
+            )
         if self._overloaded:
             self._overloaded = False
             logger.info("batch queue has room again")
@@ -84,6 +97,27 @@ class BatchProcessor:
             return await asyncio.shield(future)
         finally:
             self._queued_spans -= size
+
+    def _expected_wait(self) -> float | None:
+        """Seconds the queue ahead would take to write, when that is over ``max_queue_wait``.
+
+        The rate is a moving average of committed spans per second per writer, learnt
+        from the exports themselves; until one has been measured nothing is refused by
+        time. One batch's worth queued ahead is always admitted: it is a single write.
+        """
+        budget = self._config.max_queue_wait.total_seconds()
+        if not budget or self._rate is None or self._queued_spans <= self._config.send_batch_size:
+            return None
+        wait = self._queued_spans / (self._rate * self._writers)
+        return wait if wait > budget else None
+
+    def _learn_rate(self, spans: int, seconds: float) -> None:
+        # Only batches near full size tell the rate under load: a small one is mostly the
+        # commit's fixed cost, and learning from it would refuse the first burst wrongly.
+        if spans < max(1, self._config.send_batch_size // 4) or seconds <= 0:
+            return
+        sample = spans / seconds
+        self._rate = sample if self._rate is None else 0.8 * self._rate + 0.2 * sample
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -127,6 +161,7 @@ class BatchProcessor:
 
     async def _send_parts(self, parts: list[tuple[SpanBatch, asyncio.Future[ConsumeResult]]]) -> None:
         merged = SpanBatch.merge([batch for batch, _ in parts])
+        started = time.monotonic()
         try:
             result = await self._export(merged)
         except RetryableError as exc:  # about the store, not the data: every request may retry
@@ -153,6 +188,7 @@ class BatchProcessor:
                 exc = PermanentError(f"the request could not be stored ({type(exc).__name__})")
             _settle(parts[0][1], exc)
             return
+        self._learn_rate(merged.span_count, time.monotonic() - started)
         start = 0
         for batch, future in parts:
             end = start + len(batch.resource_spans)

@@ -25,6 +25,11 @@ class BatchProcessorConfig:
     """The longest requests gather while writers are busy before a batch is cut."""
     max_queued_spans: int = 200_000
     """Spans buffered or being exported at once; more is refused with a retry hint."""
+    max_queue_wait: timedelta = timedelta(seconds=2)
+    """A request is refused at once (429 / RESOURCE_EXHAUSTED with a retry hint) when the
+    spans queued ahead of it would take longer than this to write at the rate exports
+    have been committing; 0 turns the check off. Bounds acknowledged latency under
+    overload well below the OTel SDKs' 10-s export deadline."""
 
     def validate(self, path: str) -> None:
         if self.send_batch_size <= 0:
@@ -36,6 +41,8 @@ class BatchProcessorConfig:
                 f"{path}.send_batch_max_size: must be >= send_batch_size ({self.send_batch_size}),"
                 f" got {self.send_batch_max_size}"
             )
+        if self.max_queue_wait < timedelta(0):
+            raise ConfigError(f"{path}.max_queue_wait: must be >= 0, got {self.max_queue_wait}")
         if self.max_queued_spans < self.send_batch_size:
             raise ConfigError(
                 f"{path}.max_queued_spans: must be >= send_batch_size ({self.send_batch_size}),"
