@@ -6,6 +6,8 @@ must name the full key path first, then the problem.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import FrozenInstanceError
 from datetime import timedelta
 from pathlib import Path
@@ -101,7 +103,10 @@ class TestDefaultConfig:
         pg = postgres(config)
         assert pg.dsn == ""  # no DSN and no TRACETABLES_DATABASE_URL: the embedded server
         # empty in the file: the per-user directory (HOME from the passwd entry when env has none)
-        assert pg.embedded.data_dir.endswith("/.local/share/tracetables/pg")
+        if os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+            assert pg.embedded.data_dir == "/var/lib/tracetables/pg"  # root's home is closed to postgres
+        else:
+            assert pg.embedded.data_dir.endswith("/.local/share/tracetables/pg")
         assert pg.embedded.listen == ""
         assert pg.sending_queue.num_consumers == 2
         assert pg.retry_on_failure.enabled

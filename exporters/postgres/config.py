@@ -58,13 +58,21 @@ def listen_address(value: str, path: str) -> tuple[str, int]:
     return host, int(port)
 
 
+ROOT_DATA_DIR = Path("/var/lib/tracetables/pg")
+
+
 def user_data_dir(env: Mapping[str, str]) -> Path:
     """The per-user cluster directory: ``$XDG_DATA_HOME/tracetables/pg``, else
-    ``~/.local/share/tracetables/pg`` (a relative XDG_DATA_HOME is ignored, as the XDG spec says)."""
+    ``~/.local/share/tracetables/pg`` (a relative XDG_DATA_HOME is ignored, as the XDG spec says);
+    for root with its own home, ``/var/lib/tracetables/pg``."""
     xdg = env.get("XDG_DATA_HOME", "")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "tracetables" / "pg"
     home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    if os.geteuid() == 0 and home == pwd.getpwuid(0).pw_dir:
+        # As root the server runs as ``postgres``, which cannot enter root's 0700 home:
+        # root's default is the system's place for a service's state instead.
+        return ROOT_DATA_DIR
     return Path(home) / ".local" / "share" / "tracetables" / "pg"
 
 
