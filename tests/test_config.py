@@ -7,7 +7,6 @@ must name the full key path first, then the problem.
 from __future__ import annotations
 
 import os
-
 from dataclasses import FrozenInstanceError
 from datetime import timedelta
 from pathlib import Path
