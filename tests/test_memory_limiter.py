@@ -489,6 +489,7 @@ processors:
     min_gc_interval_when_soft_limited: 1s
   batch:
     max_queued_spans: 100000000   # the memory limiter, not the queue bound, is to refuse
+    max_queue_wait: 0s            # nor the queue-wait admission (the locked table stalls every commit)
 exporters:
   postgres:
     retry_on_failure:
