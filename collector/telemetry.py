@@ -43,6 +43,18 @@ class Telemetry:
             ["receiver", "transport", "reason"],
             registry=r,
         )
+        self.receiver_open_connections = Gauge(
+            "tracetables_receiver_open_connections",
+            "Connections open on the receiver's HTTP server.",
+            ["receiver", "transport"],
+            registry=r,
+        )
+        self.receiver_closed_connections = Counter(
+            "tracetables_receiver_closed_connections",
+            "Connections the receiver closed: a deadline passed, or over max_concurrent_connections.",
+            ["receiver", "transport", "reason"],
+            registry=r,
+        )
         self.processor_incoming = Counter(
             "otelcol_processor_incoming_spans", "Spans handed to a processor.", ["processor"], registry=r
         )

@@ -165,6 +165,8 @@ BAD_CASES: list[tuple[str, object, tuple[str, ...]]] = [
     ("wrong-type-string-for-bool.yaml", "exporters.postgres.migrate_on_start", ("true or false", "sometimes")),
     ("negative-http-body-size.yaml", "receivers.otlp.protocols.http.max_request_body_size", ("> 0", "-1")),
     ("zero-grpc-message-size.yaml", "receivers.otlp.protocols.grpc.max_recv_msg_size_mib", ("> 0", "0")),
+    ("http-negative-max-connections.yaml", "receivers.otlp.protocols.http.max_concurrent_connections", (">= 0", "-5")),
+    ("grpc-zero-keepalive-time.yaml", "receivers.otlp.protocols.grpc.keepalive.server_parameters.time", ("> 0",)),
     ("zero-send-batch-size.yaml", "processors.batch.send_batch_size", ("> 0",)),
     ("zero-span-limit.yaml", "receivers.otlp.limits.max_attributes", ("> 0",)),
     ("endpoint-without-port.yaml", "receivers.otlp.protocols.grpc.endpoint", ("host:port", "localhost")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 import grpc
 from google.rpc import code_pb2
@@ -26,6 +27,37 @@ _GRPC_CODES: dict[int, grpc.StatusCode] = {
 }
 
 
+def _ms(value: timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+def server_options(config: GrpcConfig) -> list[tuple[str, int]]:
+    """The grpcio channel arguments of ``config`` (sizes, streams, keep-alive, handshake)."""
+    options = [
+        ("grpc.max_receive_message_length", config.max_recv_msg_size_mib * MIB),
+        ("grpc.so_reuseport", 0),
+    ]
+    if config.max_concurrent_streams:
+        options.append(("grpc.max_concurrent_streams", config.max_concurrent_streams))
+    if config.handshake_timeout:
+        options.append(("grpc.server_handshake_timeout_ms", _ms(config.handshake_timeout)))
+    params, policy = config.keepalive.server_parameters, config.keepalive.enforcement_policy
+    for name, value in (
+        ("grpc.max_connection_idle_ms", params.max_connection_idle),
+        ("grpc.max_connection_age_ms", params.max_connection_age),
+        ("grpc.max_connection_age_grace_ms", params.max_connection_age_grace),
+    ):
+        if value:  # 0 is gRPC's "never", its own default
+            options.append((name, _ms(value)))
+    options += [
+        ("grpc.keepalive_time_ms", _ms(params.time)),
+        ("grpc.keepalive_timeout_ms", _ms(params.timeout)),
+        ("grpc.http2.min_ping_interval_without_data_ms", _ms(policy.min_time)),
+        ("grpc.keepalive_permit_without_calls", int(policy.permit_without_stream)),
+    ]
+    return options
+
+
 class OtlpGrpcReceiver:
     """Serves OTLP/gRPC on ``config.endpoint``; gzip is handled by gRPC itself.
 
@@ -43,11 +75,7 @@ class OtlpGrpcReceiver:
 
     async def start(self) -> None:
         """Bind and serve. Raises ``RuntimeError`` if the endpoint cannot be bound."""
-        size = self._config.max_recv_msg_size_mib * MIB
-        options = [("grpc.max_receive_message_length", size), ("grpc.so_reuseport", 0)]
-        if self._config.max_concurrent_streams:
-            options.append(("grpc.max_concurrent_streams", self._config.max_concurrent_streams))
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=server_options(self._config))
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
             {"Export": grpc.unary_unary_rpc_method_handler(self._export)},  # raw bytes in and out

@@ -7,8 +7,10 @@ for ``application/json``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import ssl
 import time
 import zlib
 
@@ -18,6 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from ..consumer import Consumer
+from ._connections import ConnectionGuard
 from ._decode import MalformedRequestError, check_request, decode_protobuf
 from ._observe import RequestObserver, reason_for
 from ._otlp_json import OtlpJsonError, decode_trace_request_json
@@ -48,24 +51,46 @@ class OtlpHttpReceiver:
         self.observer = RequestObserver(receiver_id, "http")
         self._limits = limits
         self._consumer = consumer
+        self.connections = ConnectionGuard(
+            config.read_header_timeout.total_seconds(),
+            config.idle_timeout.total_seconds(),
+            config.max_concurrent_connections,
+            (receiver_id, "http"),
+        )
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self) -> None:
         """Bind and serve."""
-        app = web.Application(client_max_size=self._config.max_request_body_size)
+        self.connections.telemetry = self.observer.telemetry
+        app = web.Application(
+            client_max_size=self._config.max_request_body_size, middlewares=[self.connections.middleware]
+        )
         app.router.add_post(self._config.traces_url_path, self._handle)
         if self._config.cors is not None:
             cors = CorsHandler(self._config.cors)
             app.router.add_route("OPTIONS", self._config.traces_url_path, cors.preflight)
             app.on_response_prepare.append(cors.on_response_prepare)
-        # Decompression is ours, so that the size limit holds after it too.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+        # Decompression is ours, so that the size limit holds after it too. aiohttp's own
+        # keep-alive timer backs up the idle deadline (the guard's sweep closes first).
+        idle = self._config.idle_timeout.total_seconds()
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            keepalive_timeout=idle + 5 if idle else 3630,
+        )
         await runner.setup()
         host, _, port = self._config.endpoint.rpartition(":")
         ssl_context = self._config.tls.ssl_context("http.tls") if self._config.tls is not None else None
-        site = web.TCPSite(runner, host.strip("[]") or None, int(port), reuse_address=True, ssl_context=ssl_context)
-        await site.start()
+        site = _GuardedSite(runner, host.strip("[]") or None, int(port), self.connections, ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.connections.start()
         self._runner = runner
         addresses = runner.addresses
         self.port = int(addresses[0][1]) if addresses else int(port)
@@ -136,9 +161,45 @@ class OtlpHttpReceiver:
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting requests, let those under way finish; safe twice."""
         runner, self._runner = self._runner, None
+        await self.connections.stop()
         if runner is not None:
             await runner.shutdown()
             await runner.cleanup()
+
+
+class _GuardedSite(web.BaseSite):
+    """aiohttp's TCP site, with each connection's protocol wrapped by the guard."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str | None,
+        port: int,
+        guard: ConnectionGuard,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host or '0.0.0.0'}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.protocol_factory(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
+        )
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
