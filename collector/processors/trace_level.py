@@ -68,7 +68,13 @@ def summarize_details(text: str) -> str:
         return json.dumps({"@summary": {"chars": len(text)}})
     if not isinstance(details, dict):
         return json.dumps({"@summary": _outline(details)})
-    return json.dumps({k: _outline(v) for k, v in details.items()}, ensure_ascii=False)
+    outline = {k: _outline(v) for k, v in details.items()}
+    text = json.dumps(outline, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, escaped in the text ("\\ud800"): escaped again
+        return json.dumps(outline)
+    return text
 
 
 def _outline(value: Any) -> Any:

@@ -157,3 +157,15 @@ def test_an_unreadable_database_keeps_the_last_settings(leveled: RunningCollecto
 ])  # fmt: skip
 def test_summarize_details(text: str, outline: Any) -> None:
     assert json.loads(summarize_details(text)) == outline
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": "\\ud800", "b": "\\u0000"}',  # found by tests/test_fuzz.py: a 500 before
+    '{"\\udc00": [1], "c": "caf\\u00e9"}',
+])  # fmt: skip
+def test_summarize_details_of_a_lone_surrogate_is_valid_utf8(text: str) -> None:
+    """JSON may escape a lone surrogate, which UTF-8 cannot hold: the outline escapes it
+    again instead of failing (protobuf refuses such a string: the request got a 500)."""
+    outline = summarize_details(text)
+    outline.encode()  # raises UnicodeEncodeError if not
+    assert json.loads(outline) == {k: v if isinstance(v, str) else {"@items": 1} for k, v in json.loads(text).items()}
