@@ -593,24 +593,26 @@ class Mutator:
             encoding = rng.choice(("zstd", "br", "deflate", "gzip, gzip", "GZIP", " identity ", "x-gzip", "*", ""))
         elif kind == "gzip_bomb":
             if self._bomb is None:
-                self._bomb = gzip.compress(b"\x00" * (20 * MIB + 1), compresslevel=9)
+                self._bomb = gzip.compress(b"\x00" * (20 * MIB + 1), compresslevel=9, mtime=0)
             body, encoding = self._bomb, "gzip"
         else:
             encoding = "gzip"
             if kind == "gzip":
-                body = gzip.compress(body, compresslevel=1)
+                body = gzip.compress(body, compresslevel=1, mtime=0)
             elif kind == "bad_gzip":
                 junk = rng.randbytes(rng.randint(0, 64))
                 body = rng.choice((junk, b"\x1f\x8b" + junk, b"\x1f\x8b\x08\x00" + junk))
             elif kind == "gzip_of_garbage":
-                body = gzip.compress(rng.randbytes(rng.randint(0, 512)), compresslevel=1)
+                body = gzip.compress(rng.randbytes(rng.randint(0, 512)), compresslevel=1, mtime=0)
             elif kind == "gzip_truncated":
-                packed = gzip.compress(body, compresslevel=1)
+                packed = gzip.compress(body, compresslevel=1, mtime=0)
                 body = packed[: rng.randrange(len(packed))]
             elif kind == "gzip_trailing":
-                body = gzip.compress(body, compresslevel=1) + rng.choice((b"\x00", rng.randbytes(9), b"\x1f\x8b"))
+                body = gzip.compress(body, compresslevel=1, mtime=0) + rng.choice(
+                    (b"\x00", rng.randbytes(9), b"\x1f\x8b")
+                )
             else:
-                body = gzip.compress(gzip.compress(body, compresslevel=1), compresslevel=1)
+                body = gzip.compress(gzip.compress(body, compresslevel=1, mtime=0), compresslevel=1, mtime=0)
         return Case(HTTP, f"http.{kind}+{name}", body, content_type, encoding)
 
     # --- protobuf bodies ---
