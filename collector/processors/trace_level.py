@@ -64,7 +64,7 @@ def summarize_details(text: str) -> str:
     lists and objects replaced by their sizes and keys. Not JSON: a size only."""
     try:
         details = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
         return json.dumps({"@summary": {"chars": len(text)}})
     if not isinstance(details, dict):
         return json.dumps({"@summary": _outline(details)})

@@ -36,7 +36,7 @@ def _is_summary(v: AnyValue) -> bool:
         return False
     try:
         parsed = json.loads(v.string_value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
         return False
     return isinstance(parsed, dict) and all(k in _SUMMARY_KINDS and type(n) is int for k, n in parsed.items())
 
