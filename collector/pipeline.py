@@ -47,6 +47,7 @@ class Pipeline:
 
     async def consume(self, batch: SpanBatch) -> ConsumeResult:
         """Run the processors, then batch and export; returns when durable."""
+        self.admit(batch.span_count)
         t = self._telemetry
         for pid, processor in zip(self._processor_ids, self._processors, strict=True):
             if t is not None:
@@ -61,6 +62,13 @@ class Pipeline:
         result = await self._export(batch)
         rejected = sum(result.rejected.values())
         return ConsumeResult(rejected, result.reason if rejected else "")
+
+    def admit(self, spans: int) -> None:
+        """Raise ``OverloadedError`` if the batch processor would refuse ``spans`` now:
+        asked before any processor runs, since under overload most requests are refused
+        and processing them first would spend the time the accepted ones need."""
+        if self._batcher is not None:
+            self._batcher.admit(spans)
 
     @property
     def queued_spans(self) -> int:
@@ -109,9 +117,12 @@ class FanOut:
         self._pipelines = list(pipelines)
 
     async def consume(self, batch: SpanBatch) -> ConsumeResult:
-        """Consume in every pipeline; the result is the worst of theirs."""
+        """Consume in every pipeline; the result is the worst of theirs. A request one
+        pipeline would refuse goes to none (a retry would store it twice in the others)."""
         if len(self._pipelines) == 1:
             return await self._pipelines[0].consume(batch)
+        for pipeline in self._pipelines:
+            pipeline.admit(batch.span_count)
         copies = [batch] + [batch.copy() for _ in self._pipelines[1:]]
         results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies, strict=True)))
         worst = max(results, key=lambda r: r.rejected_spans)

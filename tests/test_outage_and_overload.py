@@ -109,12 +109,13 @@ def test_sdk_exporter_retries_through_a_short_outage(own_postgres: EmbeddedPostg
 
 
 OVERLOAD_CONFIG = BASE_CONFIG.replace(
-    "batch: {timeout: 20ms}", "batch: {timeout: 1ms, send_batch_size: 1, max_queued_spans: 1}"
-)
+    "batch: {timeout: 20ms}", "pii_masking: {}\n  batch: {timeout: 1ms, send_batch_size: 1, max_queued_spans: 1}"
+).replace("processors: [batch]", "processors: [pii_masking, batch]")
 
 
 def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
-    """While the store is blocked and the queue full, a new request gets 429 + Retry-After at once; the queued one commits later."""
+    """While the store is blocked and the queue full, a new request gets 429 + Retry-After at once,
+    before any processor works on it; the queued one commits later."""
     collector = start_collector(dsn, OVERLOAD_CONFIG)
     try:
         with psycopg.connect(dsn) as locker:
@@ -142,6 +143,10 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
         sender.join(timeout=30)
         assert first == {"status": 200}
         assert count(dsn) == 1
+        # The refused requests were refused before the processors ran: under overload most
+        # requests are refused, and masking them first starved the accepted ones (bench/overload.py).
+        incoming = collector.service.telemetry.processor_incoming.labels("pii_masking")
+        assert incoming._value.get() == 1
     finally:
         collector.stop()
 

@@ -15,7 +15,9 @@ from tests.processors.test_masking import ANY_VALUES, MIXED
 from tracetables.collector import batch as batch_module
 from tracetables.collector.batch import SpanBatch, StaleEncodingError
 from tracetables.collector.component import ExportResult, Host
+from tracetables.collector.errors import OverloadedError
 from tracetables.collector.pipeline import FanOut, Pipeline
+from tracetables.collector.processors.config import BatchProcessorConfig
 from tracetables.collector.processors.pii_masking import PiiMaskingConfig, PiiMaskingProcessor
 from tracetables.collector.processors.trace_level import TraceLevelConfig, TraceLevelProcessor
 from tracetables.collector.processors.webhook_redaction import WebhookRedactionConfig, WebhookRedactionProcessor
@@ -262,3 +264,36 @@ def test_the_encoder_releases_the_bytes_it_has_used() -> None:
     assert encoded.rows == 1
     assert batch.serialized(0) == batch.resource_spans[0].SerializeToString()
     assert batch.serializations == 2  # released after encoding: read again, serialized again
+
+
+class Gate(Recorder):
+    """A recorder whose exports wait until ``opened`` is set: a store that is not writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = asyncio.Event()
+
+    async def export(self, batch: SpanBatch) -> ExportResult:
+        await self.opened.wait()
+        return await super().export(batch)
+
+
+def test_fan_out_refuses_in_every_pipeline_when_one_queue_is_full() -> None:
+    """A request one pipeline refuses reaches none: the others would store it, then store it
+    again when the client retries the refusal."""
+    full, other = Gate(), Recorder()
+    tight = BatchProcessorConfig(send_batch_size=1, max_queued_spans=1)
+    fan = FanOut([Pipeline("full", [], tight, [full]), Pipeline("other", [], None, [other])])
+
+    async def run() -> None:
+        first = asyncio.ensure_future(fan.consume(SpanBatch([_rs()], 1)))
+        while len(other.payloads) < 1:  # the first request is stored in "other", queued in "full"
+            await asyncio.sleep(0.001)
+        with pytest.raises(OverloadedError):
+            await fan.consume(SpanBatch([_rs(name="second")], 1))
+        full.opened.set()
+        await first
+
+    asyncio.run(run())
+    assert [[s["name"] for s in _spans(p)] for p in other.payloads] == [["GET /orders"]]
+    assert len(full.payloads) == 1

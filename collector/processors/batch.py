@@ -65,6 +65,28 @@ class BatchProcessor:
         size = batch.span_count
         if size == 0:
             return ConsumeResult()
+        self.admit(size)
+        future: asyncio.Future[ConsumeResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        self._pending_spans += size
+        self._queued_spans += size
+        if self._draining or self._pending_spans >= self._config.send_batch_size:
+            self._flush()
+        elif self._in_flight < self._writers:
+            if self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self._flush)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._config.timeout.total_seconds(), self._flush)
+        try:
+            return await asyncio.shield(future)
+        finally:
+            self._queued_spans -= size
+
+    def admit(self, size: int) -> None:
+        """Raise :class:`OverloadedError` if a request of ``size`` spans is to be refused
+        now: past ``max_queued_spans``, or when the queue ahead would take longer than
+        ``max_queue_wait`` to write. The pipeline asks before its processors run, so a
+        refused request costs no processing; :meth:`consume` asks again."""
         if self._queued_spans and self._queued_spans + size > self._config.max_queued_spans:
             if not self._overloaded:
                 self._overloaded = True
@@ -82,21 +104,6 @@ class BatchProcessor:
         if self._overloaded:
             self._overloaded = False
             logger.info("batch queue has room again")
-        future: asyncio.Future[ConsumeResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((batch, future))
-        self._pending_spans += size
-        self._queued_spans += size
-        if self._draining or self._pending_spans >= self._config.send_batch_size:
-            self._flush()
-        elif self._in_flight < self._writers:
-            if self._soon is None:
-                self._soon = asyncio.get_running_loop().call_soon(self._flush)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._config.timeout.total_seconds(), self._flush)
-        try:
-            return await asyncio.shield(future)
-        finally:
-            self._queued_spans -= size
 
     def _expected_wait(self) -> float | None:
         """Seconds the queue ahead would take to write, when that is over ``max_queue_wait``.
