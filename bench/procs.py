@@ -33,8 +33,11 @@ def collector_config(
     encoding_workers: int | None = None,
     projections: bool | None = None,
     processors: Sequence[str] = (),
+    http_port: int | None = None,
+    metrics_port: int | None = None,
 ) -> str:
-    """gRPC on loopback, no HTTP, the batch processor and postgres exporter on ``dsn``, with
+    """gRPC on loopback (and OTLP/HTTP on ``http_port`` if given; /metrics on
+    ``metrics_port``, else none), the batch processor and postgres exporter on ``dsn``, with
     project defaults unless ``batch_timeout`` / ``num_consumers`` / ``encoding_workers`` /
     ``projections`` are given. ``processors`` (e.g. ``pii_masking``, ``webhook_redaction``)
     run before ``batch``, in that order, each with its defaults (``trace_level`` with the
@@ -50,12 +53,14 @@ def collector_config(
         consumers += f"\n    encoding_workers: {encoding_workers}"
     if projections is not None:
         consumers += f"\n    projections: {'true' if projections else 'false'}"
+    http = f'\n      http:\n        endpoint: "127.0.0.1:{http_port}"' if http_port else ""
+    metrics = f'address: "127.0.0.1:{metrics_port}"' if metrics_port else "level: none"
     quoted = '"' + dsn.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
     return f"""receivers:
   otlp:
     protocols:
       grpc:
-        endpoint: "127.0.0.1:{port}"
+        endpoint: "127.0.0.1:{port}"{http}
 processors:{before}
   batch: {batch}
 exporters:
@@ -70,6 +75,8 @@ exporters:
 {"  extensions: [tracing_config]" + chr(10) if extensions else ""}  telemetry:
     logs:
       level: info
+    metrics:
+      {metrics}
 """
 
 
