@@ -81,7 +81,16 @@ class Telemetry:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
         self.masked_values = Counter(
-            "tracetables_masked_values", "Attribute values masked by pii_masking.", ["processor"], registry=r
+            "tracetables_masked_values",
+            "Values masked by pii_masking, by detector kind (email, phone, card, key, ...).",
+            ["processor", "kind"],
+            registry=r,
+        )
+        self.projected_spans = Counter(
+            "tracetables_projected_spans",
+            "Spans the exporter's projection wrote a row for (inserted or updated), by table.",
+            ["exporter", "table"],
+            registry=r,
         )
         self.rejected_spans = Counter(
             "tracetables_rejected_spans",

@@ -105,7 +105,9 @@ def test_metrics_count_a_mixed_run_by_reason(dsn: str) -> None:
             body = make_request(*spans(3, 40 + 3 * i)).SerializeToString()  # type: ignore[arg-type]
             assert grpc_export(collector.grpc_port, body)[0] == grpc.StatusCode.OK
         # One value the masking processor must replace.
-        masked = make_request(make_span(span_id=b"\x60" * 8, note="write to ann@example.com")).SerializeToString()
+        masked = make_request(
+            make_span(span_id=b"\x60" * 8, note="write to ann@example.com or bo@example.org", password="hunter2")
+        ).SerializeToString()
         assert http_post(collector.http_port, masked).status == 200
         # Partial success: 2 stored, 1 refused by the receiver's checks (all-zero trace id).
         partial = make_request(*spans(2, 70), make_span(trace_id=b"\x00" * 16, span_id=b"\x72" * 8))
@@ -130,7 +132,10 @@ def test_metrics_count_a_mixed_run_by_reason(dsn: str) -> None:
         assert value(m, "tracetables_rejected_spans_total", reason="limits") == 1
         assert value(m, "otelcol_processor_incoming_spans_total", processor="pii_masking") == 15
         assert value(m, "otelcol_processor_outgoing_spans_total", processor="pii_masking") == 15
-        assert value(m, "tracetables_masked_values_total", processor="pii_masking") == 1
+        assert value(m, "tracetables_masked_values_total", processor="pii_masking", kind="email") == 2
+        assert value(m, "tracetables_masked_values_total", processor="pii_masking", kind="key") == 1
+        masked_kinds = {dict(labels)["kind"] for (name, labels) in m if name == "tracetables_masked_values_total"}
+        assert masked_kinds == {"email", "key"}
         assert value(m, "otelcol_exporter_sent_spans_total", exporter="postgres") == 15
         assert value(m, "otelcol_exporter_send_failed_spans_total", exporter="postgres") == 0
         assert value(m, "otelcol_exporter_queue_size", exporter="postgres") == 0
@@ -327,3 +332,36 @@ def test_taken_port_is_a_clear_error(dsn: str, placeholder: str, message: str) -
         with pytest.raises(ConfigError) as caught:
             start_collector(dsn, text)
     assert message in str(caught.value)
+
+
+def test_projected_spans_are_counted_by_table(dsn: str) -> None:
+    """Runs, steps, calls, actions and events: the projection counter of each table equals
+    the rows it holds afterwards; plain spans count nowhere."""
+    roles = {"run": 2, "step": 3, "call": 4, "action": 1, "event": 2}
+    tables = {
+        "run": "execution_log_rows",
+        "step": "flow_step_rows",
+        "call": "communication_rows",
+        "action": "action_rows",
+        "event": "event_rows",
+    }
+    batch, n = [], 0
+    for role, count in roles.items():
+        for _ in range(count):
+            n += 1
+            batch.append(make_span(trace_id=bytes([n]) * 16, span_id=bytes([n]) * 8, name=role, **{"flow.role": role}))
+    batch.append(make_span(trace_id=b"\x77" * 16, span_id=b"\x77" * 8, name="plain"))
+    collector = start_collector(dsn, config())
+    try:
+        assert http_post(collector.http_port, make_request(*batch).SerializeToString()).status == 200
+        m = scrape(collector.metrics_port)
+        with psycopg.connect(dsn) as conn:
+            for role, table in tables.items():
+                stored = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                assert stored == (roles[role],), table
+                counted = value(m, "tracetables_projected_spans_total", exporter="postgres", table=table)
+                assert counted == roles[role], table
+        counted_tables = {dict(labels)["table"] for (name, labels) in m if name == "tracetables_projected_spans_total"}
+        assert counted_tables == set(tables.values())
+    finally:
+        collector.stop()

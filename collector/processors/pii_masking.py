@@ -8,6 +8,7 @@ PostgreSQL exporter, a spool, a debug log — ever sees what it masks. See
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 
@@ -76,19 +77,21 @@ class PiiMaskingProcessor(StatelessLifecycle):
         self._counter: Counter | None = None
 
     async def start(self, host: Host) -> None:
-        """Find the counter of masked values (the walker counts in total, not by kind)."""
-        self._counter = host.telemetry.masked_values.labels(self._id)
+        """Find the counter of masked values (labelled by kind)."""
+        self._counter = host.telemetry.masked_values
 
     def __call__(self, batch: SpanBatch) -> SpanBatch:
         walk = self._walker.mask
         gated = self._walker.gated
         masked = 0
+        kinds: collections.Counter[str] = collections.Counter()
         for i, rs in enumerate(batch.resource_spans):
-            n = walk(rs, batch.serialized(i) if gated else None)
+            n = walk(rs, batch.serialized(i) if gated else None, kinds)
             if n:
                 batch.changed(i)
                 masked += n
         self.masked_values += masked
-        if self._counter is not None and masked:
-            self._counter.inc(masked)
+        if self._counter is not None:
+            for kind, count in kinds.items():
+                self._counter.labels(self._id, kind).inc(count)
         return batch

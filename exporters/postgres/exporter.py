@@ -7,7 +7,7 @@ import logging
 import random
 import time
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from tracetables.collector.batch import SpanBatch
 from tracetables.collector.component import ExportResult, Host
@@ -15,6 +15,7 @@ from tracetables.collector.errors import PermanentError, RetryableError
 
 from .config import PostgresExporterConfig
 from .encoder import EncodedBatch, RowEncoder
+from .roles import projected_by_table
 from .schema import migrate
 from .writer import SpanWriter
 
@@ -32,6 +33,7 @@ class PostgresExporter:
         self._config = config
         self._id = component_id
         self._commit_seconds: Histogram | None = None
+        self._projected: Counter | None = None
         self._dsn = config.dsn
         self._idle: asyncio.Queue[SpanWriter] = asyncio.Queue()
         self._writers: list[SpanWriter] = []
@@ -67,6 +69,7 @@ class PostgresExporter:
         if self._writers:
             return
         self._commit_seconds = host.telemetry.batch_commit_seconds.labels(self._id)
+        self._projected = host.telemetry.projected_spans
         if not self._dsn:
             self._dsn = await host.store_dsn()
         if self._config.migrate_on_start:
@@ -101,6 +104,9 @@ class PostgresExporter:
             elapsed = time.perf_counter() - started
             if outcome == "ok" and self._commit_seconds is not None:
                 self._commit_seconds.observe(elapsed)
+            if outcome == "ok" and self._projected is not None and self._config.projections:
+                for table, n in projected_by_table(encoded.keys).items():
+                    self._projected.labels(self._id, table).inc(n)
             logger.debug(
                 "batch spans=%d rows=%d latency_ms=%.1f outcome=%s",
                 batch.span_count,

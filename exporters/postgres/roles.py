@@ -137,3 +137,29 @@ def key_record(trace_id: bytes, span_id: bytes, role: Role) -> bytes:
     if len(trace_id) != 16 or len(span_id) != 8:
         return b""
     return trace_id + span_id + bytes((role,))
+
+
+PROJECTION_TABLES: dict[Role, str] = {
+    Role.RUN: "execution_log_rows",
+    Role.RUN_PENDING: "execution_log_rows",
+    Role.STEP: "flow_step_rows",
+    Role.CALL: "communication_rows",
+    Role.CALL_PENDING: "communication_rows",
+    Role.ACTION: "action_rows",
+    Role.EVENT: "event_rows",
+}
+"""The table ``tt_project`` writes a span of each role to (one row, inserted or updated)."""
+
+
+def projected_by_table(keys: bytes) -> dict[str, int]:
+    """How many spans of ``keys`` (the encoder's key records) go to each projection table.
+
+    Counts the role bytes in C (``bytes.count``), no per-span Python work.
+    """
+    roles = keys[KEY_RECORD - 1 :: KEY_RECORD]
+    out: dict[str, int] = {}
+    for role, table in PROJECTION_TABLES.items():
+        n = roles.count(role)
+        if n:
+            out[table] = out.get(table, 0) + n
+    return out

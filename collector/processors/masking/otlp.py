@@ -65,33 +65,36 @@ class OtlpMasker:
         """Whether :meth:`mask` reads the serialized message (the gate is in use)."""
         return self._gate is not None
 
-    def mask(self, rs: ResourceSpans, serialized: bytes | None = None) -> int:
+    def mask(self, rs: ResourceSpans, serialized: bytes | None = None, by_kind: Counter[str] | None = None) -> int:
         """Mask one ``ResourceSpans`` in place, walking only the spans the gate names.
 
         The gate reads the serialized message in C (``serialized``, when the caller has
         it: it must be ``rs`` as it is now) and names every span where the walk could
         change something (and some where it will not); the rest, almost all spans of
         ordinary traffic, are never read in Python. Returns how many values were masked:
-        the message was changed if and only if that is above 0.
+        the message was changed if and only if that is above 0. ``by_kind``, when given,
+        is increased by the masked values' kinds.
         """
         if self._gate is None:
-            return self.resource_spans(rs)
+            return self.resource_spans(rs, None, by_kind)
         plan = self._gate.plan(rs.SerializeToString() if serialized is None else serialized)
         if plan is None:
             return 0
-        return self.resource_spans(rs, plan if isinstance(plan, list) else None)
+        return self.resource_spans(rs, plan if isinstance(plan, list) else None, by_kind)
 
-    def resource_spans(self, rs: ResourceSpans, only: Plan | None = None) -> int:
+    def resource_spans(self, rs: ResourceSpans, only: Plan | None = None, by_kind: Counter[str] | None = None) -> int:
         """Mask one ``ResourceSpans`` in place; returns how many values were masked.
 
         ``only``, one entry per ``ScopeSpans``: True walks the scope whole, a list of
         indices walks those spans only, and the resource is not read (a gate's plan says
-        it has nothing to mask). None walks everything.
+        it has nothing to mask). None walks everything. ``by_kind``: as in :meth:`mask`.
         """
         resource: Counter[str] = Counter()
         if only is None:
             self.attributes(rs.resource.attributes, resource)
         total = resource.total()
+        if by_kind is not None:
+            by_kind.update(resource)
         mask_text = self._m.text
         for i, ss in enumerate(rs.scope_spans):
             entry = True if only is None else only[i]
@@ -99,6 +102,8 @@ class OtlpMasker:
             if not isinstance(entry, list):
                 self.attributes(ss.scope.attributes, scope)
                 total += scope.total() - resource.total()
+                if by_kind is not None:
+                    by_kind.update(scope - resource)
                 spans: Iterable[Span] = ss.spans
             else:
                 spans = [ss.spans[j] for j in entry]
@@ -125,6 +130,8 @@ class OtlpMasker:
                 for link in span.links:
                     self.attributes(link.attributes, counts)
                 total += counts.total()
+                if by_kind is not None and counts:
+                    by_kind.update(counts)
                 if self._summary and (counts or scope):
                     self._set_summary(span.attributes, counts + scope)
         return total
