@@ -31,3 +31,11 @@ class Consumer(Protocol):
         (including ``OverloadedError``) or ``PermanentError``.
         """
         ...
+
+    def admit(self, spans: int) -> None:
+        """Raise ``OverloadedError`` if a request of ``spans`` spans would be refused now.
+
+        ``admit(0)`` asks whether any request would be: receivers ask it before decoding,
+        so under overload a refusal costs no parsing; ``consume`` still asks again.
+        """
+        ...

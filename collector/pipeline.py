@@ -127,3 +127,8 @@ class FanOut:
         results = await asyncio.gather(*(p.consume(b) for p, b in zip(self._pipelines, copies, strict=True)))
         worst = max(results, key=lambda r: r.rejected_spans)
         return worst
+
+    def admit(self, spans: int) -> None:
+        """Raise ``OverloadedError`` if any pipeline would refuse ``spans`` now."""
+        for pipeline in self._pipelines:
+            pipeline.admit(spans)

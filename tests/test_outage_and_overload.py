@@ -123,7 +123,10 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
             first: dict[str, int] = {}
             sender = threading.Thread(
                 target=lambda: first.update(
-                    status=http_post(collector.http_port, make_request(make_span()).SerializeToString()).status
+                    status=http_post(
+                        collector.http_port,
+                        make_request(make_span(), make_span(span_id=b"\x03" * 8)).SerializeToString(),
+                    ).status
                 )
             )
             sender.start()
@@ -139,14 +142,19 @@ def test_full_queue_answers_429_with_retry_after(dsn: str) -> None:
                 collector.grpc_port, make_request(make_span(span_id=b"\x05" * 8)).SerializeToString()
             )
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in details
+            # Past the mark (an empty queue takes one request whole: 2 spans of 1), any
+            # request is refused before it is decoded: even garbage gets 429, not 400.
+            garbage = http_post(collector.http_port, b"\xff\xff\xff")
+            assert garbage.status == 429
+            assert grpc_export(collector.grpc_port, b"\xff\xff\xff")[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
             locker.rollback()
         sender.join(timeout=30)
         assert first == {"status": 200}
-        assert count(dsn) == 1
+        assert count(dsn) == 2
         # The refused requests were refused before the processors ran: under overload most
         # requests are refused, and masking them first starved the accepted ones (bench/overload.py).
         incoming = collector.service.telemetry.processor_incoming.labels("pii_masking")
-        assert incoming._value.get() == 1
+        assert incoming._value.get() == 2  # the first request's two spans only
     finally:
         collector.stop()
 

@@ -95,20 +95,24 @@ class OtlpGrpcReceiver:
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         # Oversized messages never get here: gRPC refuses them before the handler runs.
         started = time.perf_counter()
+        spans = 0
+        limits_rejected = 0
         try:
+            # Refused by time before any decoding: under overload most requests are.
+            self._consumer.admit(0)
             decoded = check_request(decode_protobuf(body), self._limits)
+            spans = decoded.batch.span_count
+            limits_rejected = decoded.rejected_spans
+            result = await self._consumer.consume(decoded.batch)
         except MalformedRequestError as exc:
             self.observer.done(started, len(body), outcome="malformed")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        spans = decoded.batch.span_count
-        try:
-            result = await self._consumer.consume(decoded.batch)
         except Exception as exc:  # the pipeline's errors become gRPC statuses here, and only here
             code, _, retry_after = classify(exc)
             if code == code_pb2.INTERNAL:
-                logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
+                logger.exception("unexpected failure exporting %d spans", spans)
             self.observer.done(
-                started, len(body), outcome=reason_for(exc), refused=spans, limits_rejected=decoded.rejected_spans
+                started, len(body), outcome=reason_for(exc), refused=spans, limits_rejected=limits_rejected
             )
             message = str(exc) or type(exc).__name__
             status = status_message(code, message, retry_after)

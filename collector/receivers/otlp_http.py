@@ -111,20 +111,26 @@ class OtlpHttpReceiver:
                 )
             body = await self._read_body(request)
             nbytes = len(body)
+            limits_rejected = 0
             try:
-                message = decode_trace_request_json(body) if as_json else decode_protobuf(body)
-            except (OtlpJsonError, MalformedRequestError) as exc:
-                raise _Refused(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
-            decoded = check_request(message, self._limits)
-            spans = decoded.batch.span_count
-            try:
+                # Refused by time before any decoding: under overload most requests are.
+                self._consumer.admit(0)
+                try:
+                    message = decode_trace_request_json(body) if as_json else decode_protobuf(body)
+                except (OtlpJsonError, MalformedRequestError) as exc:
+                    raise _Refused(400, code_pb2.INVALID_ARGUMENT, str(exc)) from exc
+                decoded = check_request(message, self._limits)
+                spans = decoded.batch.span_count
+                limits_rejected = decoded.rejected_spans
                 result = await self._consumer.consume(decoded.batch)
+            except _Refused:
+                raise
             except Exception as exc:  # pipeline errors become HTTP statuses here, and only here
                 code, http_status, retry_after = classify(exc)
                 if code == code_pb2.INTERNAL:
-                    logger.exception("unexpected failure exporting %d spans", decoded.batch.span_count)
+                    logger.exception("unexpected failure exporting %d spans", spans)
                 self.observer.done(
-                    started, nbytes, outcome=reason_for(exc), refused=spans, limits_rejected=decoded.rejected_spans
+                    started, nbytes, outcome=reason_for(exc), refused=spans, limits_rejected=limits_rejected
                 )
                 headers = {"Retry-After": retry_after_header(retry_after)} if retry_after is not None else {}
                 return _reply(
